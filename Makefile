@@ -1,0 +1,42 @@
+# wizgy developer tasks. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the build, test and lint tools
+
+build: $(STAMP) ## build the native module (release) and install wizgy into .venv
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release --quiet
+
+run: build ## serve examples/hello.py on http://127.0.0.1:8000
+	$(VENV)/bin/wizgy --bind 127.0.0.1:8000 --access-log - --chdir examples hello:app
+
+test: build ## run every test: Rust unit tests, then the pytest suite against the real server
+	cargo test --workspace --quiet
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(VENV)/bin/ruff check python tests examples
+	$(VENV)/bin/ruff format --check python tests examples
+
+fmt: $(STAMP) ## format Rust and Python sources
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests examples
+	$(VENV)/bin/ruff check --fix python tests examples
+
+.PHONY: help venv build run test lint fmt

@@ -1,0 +1,659 @@
+//! One client connection: read a head, hand the exchange to the app side, write what comes back,
+//! repeat while the connection is kept alive.
+//!
+//! This is the thin I/O shell around the sans-I/O [`crate::http1`] engine. It owns the socket
+//! and decides, per exchange, the response framing and whether the connection survives. It does
+//! not know Python: the app side speaks to it only through [`crate::exchange`].
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::exchange::{AppEvent, BodyPiece, Dispatch, Exchange, PeerAddr, Request, ServerInfo};
+use crate::http1::chunked::{encode_chunk_size, ChunkedDecoder, Decoded, LAST_CHUNK};
+use crate::http1::response::{
+    encode_error, encode_head, BodyFraming, HeadContext, ResponseHead, CONTINUE,
+};
+use crate::http1::{Framing, HeadParser, Limits, RequestError, RequestHead};
+use crate::logging;
+
+/// Settings shared by every connection of a worker.
+pub struct ConnectionSettings {
+    pub dispatcher: Arc<dyn Dispatch>,
+    pub limits: Limits,
+    /// Idle time allowed between requests on a kept-alive connection.
+    pub keep_alive_timeout: Duration,
+    /// Time allowed for a whole request head to arrive once it has started.
+    pub header_timeout: Duration,
+}
+
+/// A client socket: TCP or unix.
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Sends up to `count` bytes of `file` from `offset` with sendfile(2): the kernel copies
+    /// from the page cache to the socket, nothing passes through user space.
+    async fn sendfile(&self, file: &File, offset: &mut i64, count: usize) -> io::Result<usize> {
+        loop {
+            let result = match self {
+                Stream::Tcp(s) => {
+                    s.writable().await?;
+                    s.try_io(Interest::WRITABLE, || sendfile(s, file, offset, count))
+                }
+                Stream::Unix(s) => {
+                    s.writable().await?;
+                    s.try_io(Interest::WRITABLE, || sendfile(s, file, offset, count))
+                }
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+fn sendfile(out: impl AsFd, file: &File, offset: &mut i64, count: usize) -> io::Result<usize> {
+    nix::sys::sendfile::sendfile(out, file, Some(offset), count).map_err(io::Error::from)
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Body pieces handed to the app are at most this big (one `read()` round trip each).
+const BODY_PIECE: usize = 64 * 1024;
+/// Pieces up to this size are copied into the output buffer (one write for head and body);
+/// larger ones are written from the app's own buffer.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// An unread request body is drained (read and discarded) up to this size to keep the
+/// connection; anything larger closes it.
+const DRAIN_LIMIT: u64 = 256 * 1024;
+/// ... and for at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// How the rest of the request body is read.
+enum BodyState {
+    Done,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    /// The body could not be read (malformed, client gone): the connection must close.
+    Failed,
+}
+
+/// Where the response of the current exchange stands.
+struct ResponseProgress {
+    head_written: bool,
+    framing: BodyFraming,
+    keep_alive: bool,
+    status: u16,
+    body_bytes: u64,
+    complete: bool,
+}
+
+struct Connection {
+    stream: Stream,
+    peer: PeerAddr,
+    server: Arc<ServerInfo>,
+    settings: Arc<ConnectionSettings>,
+    buf: BytesMut,
+    /// Response bytes queued for the next write (head, chunk framing, small pieces).
+    out: BytesMut,
+    /// Queued writes that go before `out`: large pieces written from the app's own buffers.
+    pending_large: Vec<Bytes>,
+    parser: HeadParser,
+}
+
+/// Serves one connection until it closes, fails, idles out or the worker shuts down.
+pub async fn serve(
+    stream: Stream,
+    peer: PeerAddr,
+    server: Arc<ServerInfo>,
+    settings: Arc<ConnectionSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conn = Connection {
+        stream,
+        peer,
+        server,
+        parser: HeadParser::new(settings.limits),
+        settings,
+        buf: BytesMut::with_capacity(8 * 1024),
+        out: BytesMut::with_capacity(8 * 1024),
+        pending_large: Vec::new(),
+    };
+    loop {
+        let head = match conn.read_head(&mut shutdown).await {
+            Ok(Some(head)) => head,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::debug!("refused request: {error}");
+                let (status, reason) = error.status();
+                encode_error(status, reason, &mut conn.out);
+                let _ = conn.flush().await;
+                break;
+            }
+        };
+        let shutting_down = *shutdown.borrow();
+        if !conn.exchange(head, shutting_down).await {
+            break;
+        }
+    }
+    let _ = conn.stream.shutdown().await;
+}
+
+impl Connection {
+    /// Reads until a whole head is parsed. `Ok(None)`: the connection ends quietly (EOF between
+    /// requests, idle timeout, shutdown while idle, or a head cut short by EOF).
+    async fn read_head(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<RequestHead>, RequestError> {
+        let mut head_deadline: Option<Instant> = None;
+        loop {
+            if let Some(head) = self.parser.parse(&mut self.buf)? {
+                return Ok(Some(head));
+            }
+            let idle = self.buf.is_empty();
+            if idle && *shutdown.borrow() {
+                return Ok(None);
+            }
+            let deadline = if idle {
+                Instant::now() + self.settings.keep_alive_timeout
+            } else {
+                *head_deadline.get_or_insert_with(|| Instant::now() + self.settings.header_timeout)
+            };
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(8 * 1024);
+            }
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.buf)) => read,
+                _ = shutdown.changed(), if idle => return Ok(None),
+            };
+            match read {
+                Err(_elapsed) if idle => return Ok(None),
+                Err(_elapsed) => return Err(RequestError::Timeout),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Runs one exchange. Returns whether the connection is kept for another request.
+    async fn exchange(&mut self, head: RequestHead, shutting_down: bool) -> bool {
+        let version = head.version;
+        let is_head_request = head.is_head();
+        let expect_continue = head.expect_continue;
+        let access = logging::access_log_enabled().then(|| AccessRecord::new(&head, self.peer));
+        let mut body = match head.framing {
+            Framing::None => BodyState::Done,
+            Framing::Length(n) => BodyState::Length(n),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
+        };
+        // A small Content-Length body already in the buffer goes with the request: the app
+        // reads it without a round trip to this thread.
+        let mut initial_body = Bytes::new();
+        if let BodyState::Length(n) = body {
+            if !expect_continue && self.buf.len() as u64 >= n {
+                initial_body = self.buf.split_to(n as usize).freeze();
+                body = BodyState::Done;
+            }
+        }
+        let body_pending = !matches!(body, BodyState::Done);
+        let (events_tx, mut events) = mpsc::channel(8);
+        let (body_tx, body_rx) = mpsc::channel(1);
+        let exchange = Exchange {
+            request: Request {
+                head,
+                peer: self.peer,
+                server: self.server.clone(),
+            },
+            initial_body,
+            body_pending,
+            events: events_tx,
+            body: body_rx,
+        };
+        let mut progress = ResponseProgress {
+            head_written: false,
+            framing: BodyFraming::Empty,
+            keep_alive: !shutting_down,
+            status: 0,
+            body_bytes: 0,
+            complete: false,
+        };
+        if let Err(exchange) = self.settings.dispatcher.dispatch(exchange) {
+            drop(exchange);
+            tracing::warn!("app thread queue full: answering 503");
+            encode_error(503, "Service Unavailable", &mut self.out);
+            progress.status = 503;
+            let _ = self.flush().await;
+            self.log_access(access, &progress);
+            return false;
+        }
+        let mut continue_sent = false;
+        let mut body_error: Option<RequestError> = None;
+        let ctx = |keep_alive: bool, known_length: Option<u64>| HeadContext {
+            version,
+            is_head_request,
+            keep_alive,
+            known_length,
+        };
+        while let Some(event) = events.recv().await {
+            let result = match event {
+                AppEvent::ReadBody => {
+                    if expect_continue && !continue_sent {
+                        continue_sent = true;
+                        self.out.put_slice(CONTINUE);
+                        if self.flush().await.is_err() {
+                            body = BodyState::Failed;
+                        }
+                    }
+                    let piece = self.read_body_piece(&mut body).await;
+                    if let Err(error) = &piece {
+                        body_error = Some(*error);
+                    }
+                    let piece = piece.unwrap_or(BodyPiece::Error("malformed request body"));
+                    let _ = body_tx.send(piece).await;
+                    Ok(())
+                }
+                AppEvent::Send {
+                    head,
+                    body: pieces,
+                    end,
+                } => {
+                    if let Some(error) = body_error.filter(|_| !progress.head_written) {
+                        self.write_refusal(error, &mut progress);
+                        break;
+                    }
+                    let known_length =
+                        end.then(|| pieces.iter().map(|p| p.len() as u64).sum::<u64>());
+                    let head_ctx = ctx(progress.keep_alive, known_length);
+                    self.start_response(head, &mut progress, head_ctx);
+                    self.write_pieces(pieces, &mut progress);
+                    if end {
+                        self.finish_body(&mut progress);
+                    }
+                    self.flush().await
+                }
+                AppEvent::SendFile {
+                    head,
+                    file,
+                    offset,
+                    len,
+                } => {
+                    let head_ctx = ctx(progress.keep_alive, Some(len));
+                    self.start_response(head, &mut progress, head_ctx);
+                    self.send_file(file, offset, len, &mut progress).await
+                }
+                AppEvent::Fail => {
+                    match body_error {
+                        Some(error) if !progress.head_written => {
+                            self.write_refusal(error, &mut progress)
+                        }
+                        _ if !progress.head_written => {
+                            encode_error(500, "Internal Server Error", &mut self.out);
+                            progress.status = 500;
+                            progress.head_written = true;
+                        }
+                        _ => {}
+                    }
+                    progress.keep_alive = false;
+                    let _ = self.flush().await;
+                    break;
+                }
+            };
+            if result.is_err() {
+                progress.keep_alive = false;
+                break;
+            }
+            if progress.complete {
+                break;
+            }
+        }
+        // Dropping the receiver tells an app still sending that the client is gone, so it
+        // stops iterating and calls close().
+        drop(events);
+        if !progress.complete {
+            progress.keep_alive = false;
+            if !progress.head_written {
+                // The app side ended without a word (it cannot normally): answer 500.
+                encode_error(500, "Internal Server Error", &mut self.out);
+                progress.status = 500;
+                let _ = self.flush().await;
+            }
+        }
+        if progress.keep_alive
+            && !self
+                .drain_body(&mut body, expect_continue && !continue_sent)
+                .await
+        {
+            progress.keep_alive = false;
+        }
+        self.log_access(access, &progress);
+        progress.keep_alive
+    }
+
+    /// Writes the head of the response (once), deciding its framing.
+    fn start_response(
+        &mut self,
+        head: Option<ResponseHead>,
+        progress: &mut ResponseProgress,
+        ctx: HeadContext,
+    ) {
+        let Some(head) = head else {
+            return;
+        };
+        if progress.head_written {
+            return;
+        }
+        let (framing, keep_alive) = encode_head(&head, ctx, &mut self.out);
+        progress.head_written = true;
+        progress.status = head.status;
+        progress.framing = framing;
+        progress.keep_alive = keep_alive;
+    }
+
+    fn write_refusal(&mut self, error: RequestError, progress: &mut ResponseProgress) {
+        let (status, reason) = error.status();
+        encode_error(status, reason, &mut self.out);
+        progress.status = status;
+        progress.head_written = true;
+        progress.keep_alive = false;
+    }
+
+    /// Frames and queues body pieces; bytes past the app's Content-Length are dropped.
+    fn write_pieces(&mut self, pieces: Vec<Bytes>, progress: &mut ResponseProgress) {
+        if !progress.head_written {
+            return;
+        }
+        for piece in pieces {
+            if piece.is_empty() {
+                continue;
+            }
+            match &mut progress.framing {
+                BodyFraming::Empty => {}
+                BodyFraming::Length(remaining) => {
+                    let n = (piece.len() as u64).min(*remaining);
+                    *remaining -= n;
+                    progress.body_bytes += n;
+                    if n > 0 {
+                        self.queue(piece.slice(..n as usize));
+                    }
+                }
+                BodyFraming::Chunked => {
+                    progress.body_bytes += piece.len() as u64;
+                    encode_chunk_size(&mut self.out, piece.len());
+                    self.queue(piece);
+                    self.out.put_slice(b"\r\n");
+                }
+                BodyFraming::CloseDelimited => {
+                    progress.body_bytes += piece.len() as u64;
+                    self.queue(piece);
+                }
+            }
+        }
+    }
+
+    /// Ends the body: the last chunk, or a check that the promised length was sent.
+    fn finish_body(&mut self, progress: &mut ResponseProgress) {
+        match progress.framing {
+            BodyFraming::Chunked => self.out.put_slice(LAST_CHUNK),
+            // Fewer bytes than the app's Content-Length: the client must see a short
+            // response, so the connection closes after it.
+            BodyFraming::Length(remaining) if remaining > 0 => progress.keep_alive = false,
+            BodyFraming::CloseDelimited => progress.keep_alive = false,
+            _ => {}
+        }
+        progress.complete = true;
+    }
+
+    async fn send_file(
+        &mut self,
+        file: File,
+        offset: u64,
+        len: u64,
+        progress: &mut ResponseProgress,
+    ) -> io::Result<()> {
+        self.flush().await?;
+        let count = match progress.framing {
+            BodyFraming::Length(remaining) => remaining.min(len),
+            BodyFraming::Empty => 0,
+            // The file's length is known, so the head never chooses these; kept total.
+            BodyFraming::Chunked | BodyFraming::CloseDelimited => len,
+        };
+        let mut position = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let mut left = count;
+        while left > 0 {
+            let n = self
+                .stream
+                .sendfile(
+                    &file,
+                    &mut position,
+                    usize::try_from(left).unwrap_or(usize::MAX),
+                )
+                .await?;
+            if n == 0 {
+                break; // the file is shorter than it was
+            }
+            left -= n as u64;
+            progress.body_bytes += n as u64;
+        }
+        if let BodyFraming::Length(remaining) = &mut progress.framing {
+            *remaining -= count - left;
+        }
+        self.finish_body(progress);
+        if left > 0 {
+            progress.keep_alive = false;
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, piece: Bytes) {
+        if piece.len() <= COALESCE_LIMIT {
+            self.out.extend_from_slice(&piece);
+        } else {
+            // Keep order: what is queued goes first, then the big piece, without a copy.
+            let queued = self.out.split().freeze();
+            self.pending_large.push(queued);
+            self.pending_large.push(piece);
+        }
+    }
+
+    /// Writes everything queued, in order.
+    async fn flush(&mut self) -> io::Result<()> {
+        for piece in std::mem::take(&mut self.pending_large) {
+            if !piece.is_empty() {
+                self.stream.write_all(&piece).await?;
+            }
+        }
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads the next piece of the request body for the app.
+    async fn read_body_piece(&mut self, body: &mut BodyState) -> Result<BodyPiece, RequestError> {
+        loop {
+            match body {
+                BodyState::Done => return Ok(BodyPiece::End),
+                BodyState::Failed => return Ok(BodyPiece::Error("request body unavailable")),
+                BodyState::Length(0) => {
+                    *body = BodyState::Done;
+                    return Ok(BodyPiece::End);
+                }
+                BodyState::Length(remaining) => {
+                    if !self.buf.is_empty() {
+                        let n = (*remaining)
+                            .min(self.buf.len() as u64)
+                            .min(BODY_PIECE as u64);
+                        *remaining -= n;
+                        return Ok(BodyPiece::Data(self.buf.split_to(n as usize).freeze()));
+                    }
+                }
+                BodyState::Chunked(decoder) => match decoder.decode(&mut self.buf, BODY_PIECE) {
+                    Ok(Decoded::Data(data)) => return Ok(BodyPiece::Data(data)),
+                    Ok(Decoded::End) => {
+                        *body = BodyState::Done;
+                        return Ok(BodyPiece::End);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(error) => {
+                        *body = BodyState::Failed;
+                        return Err(error);
+                    }
+                },
+            }
+            // Need more bytes from the client.
+            self.buf.reserve(BODY_PIECE);
+            let read = tokio::time::timeout(
+                self.settings
+                    .keep_alive_timeout
+                    .max(Duration::from_secs(30)),
+                self.stream.read_buf(&mut self.buf),
+            )
+            .await;
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => {
+                    *body = BodyState::Failed;
+                    return Ok(BodyPiece::Error(
+                        "client disconnected before the body was complete",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// After the response: reads and discards an unread body so the next request can be
+    /// parsed. Returns false if the connection must close instead (too big, too slow,
+    /// malformed, or the client is still waiting for `100 Continue`).
+    async fn drain_body(&mut self, body: &mut BodyState, awaiting_continue: bool) -> bool {
+        match body {
+            BodyState::Done => return true,
+            BodyState::Failed => return false,
+            _ if awaiting_continue => return false,
+            BodyState::Length(n) if *n > DRAIN_LIMIT => return false,
+            _ => {}
+        }
+        let deadline = Instant::now() + DRAIN_TIME;
+        let mut drained = 0u64;
+        loop {
+            let piece = tokio::time::timeout_at(deadline.into(), self.read_body_piece(body)).await;
+            match piece {
+                Ok(Ok(BodyPiece::Data(data))) => {
+                    drained += data.len() as u64;
+                    if drained > DRAIN_LIMIT {
+                        return false;
+                    }
+                }
+                Ok(Ok(BodyPiece::End)) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    fn log_access(&self, access: Option<AccessRecord>, progress: &ResponseProgress) {
+        if let Some(record) = access {
+            logging::write_access_log(record.line(progress.status, progress.body_bytes).as_bytes());
+        }
+    }
+}
+
+/// What an access-log line needs from the request, gathered only when the log is on.
+struct AccessRecord {
+    remote: String,
+    request_line: String,
+    referer: String,
+    user_agent: String,
+    time: String,
+}
+
+impl AccessRecord {
+    fn new(head: &RequestHead, peer: PeerAddr) -> Self {
+        let text = |b: Option<&[u8]>| {
+            b.map_or_else(
+                || "-".to_owned(),
+                |b| String::from_utf8_lossy(b).into_owned(),
+            )
+        };
+        AccessRecord {
+            remote: match peer {
+                PeerAddr::Ip(addr) => addr.ip().to_string(),
+                PeerAddr::Unix => "-".to_owned(),
+            },
+            request_line: format!(
+                "{} {} {}",
+                String::from_utf8_lossy(head.method()),
+                String::from_utf8_lossy(head.target()),
+                head.version.as_str()
+            ),
+            referer: text(head.field("referer")),
+            user_agent: text(head.field("user-agent")),
+            time: crate::logging::common_log_time(std::time::SystemTime::now()),
+        }
+    }
+
+    /// gunicorn's default: `%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"`.
+    fn line(&self, status: u16, body_bytes: u64) -> String {
+        format!(
+            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
+            self.remote,
+            self.time,
+            self.request_line,
+            status,
+            body_bytes,
+            self.referer,
+            self.user_agent
+        )
+    }
+}

@@ -1,0 +1,167 @@
+//! A worker's serving loop: one current-thread tokio runtime, an accept loop per listener, a task
+//! per connection, and a graceful stop on SIGTERM/SIGINT.
+//!
+//! The runtime is created here, after any fork, never in the supervisor. App threads are not
+//! this module's business: it only sees the [`Dispatch`] it is given.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::connection::{self, ConnectionSettings, Stream};
+use crate::exchange::{Dispatch, PeerAddr, ServerInfo};
+use crate::http1::Limits;
+use crate::listener::Listener;
+
+/// Worker settings beyond the listeners and the dispatcher.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub limits: Limits,
+    /// Idle time allowed between requests. Default: 5s (TODO(#3): `--keep-alive`).
+    pub keep_alive_timeout: Duration,
+    /// Time allowed for a request head once it starts. Default: 30s (TODO(#3): `--header-timeout`).
+    pub header_timeout: Duration,
+    /// How long a graceful stop waits for exchanges in flight. Default: 30s.
+    pub graceful_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            limits: Limits::default(),
+            keep_alive_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(30),
+            graceful_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `listeners` until SIGTERM or SIGINT, then stops gracefully: no new connections,
+/// exchanges in flight finish, idle keep-alive connections close.
+pub fn run(
+    listeners: Vec<Listener>,
+    dispatcher: Arc<dyn Dispatch>,
+    options: ServerOptions,
+) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let settings = Arc::new(ConnectionSettings {
+        dispatcher,
+        limits: options.limits,
+        keep_alive_timeout: options.keep_alive_timeout,
+        header_timeout: options.header_timeout,
+    });
+    let mut unix_paths = Vec::new();
+    let result = runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        // Every connection holds a clone; recv() returns None once they have all ended.
+        let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+        for listener in listeners {
+            if let Listener::Unix(_, path) = &listener {
+                unix_paths.push(path.clone());
+            }
+            let accept = accept_loop(
+                listener,
+                settings.clone(),
+                shutdown_rx.clone(),
+                alive_tx.clone(),
+            )?;
+            tokio::spawn(accept);
+        }
+        drop(alive_tx);
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping gracefully"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: stopping gracefully"),
+        }
+        let _ = shutdown_tx.send(true);
+        if tokio::time::timeout(options.graceful_timeout, alive_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("graceful timeout: closing connections still in flight");
+        }
+        io::Result::Ok(())
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    for path in unix_paths {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Builds the accept loop of one listener (converting it to tokio inside the runtime).
+fn accept_loop(
+    listener: Listener,
+    settings: Arc<ConnectionSettings>,
+    mut shutdown: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+) -> io::Result<impl std::future::Future<Output = ()>> {
+    enum Accepting {
+        Tcp(TcpListener),
+        Unix(UnixListener),
+    }
+    let (accepting, server) = match listener {
+        Listener::Tcp(l) => {
+            let addr = l.local_addr()?;
+            let info = ServerInfo {
+                name: addr.ip().to_string(),
+                port: addr.port().to_string(),
+                scheme: "http",
+            };
+            (Accepting::Tcp(TcpListener::from_std(l)?), info)
+        }
+        Listener::Unix(l, _) => {
+            let info = ServerInfo {
+                name: "localhost".into(),
+                port: String::new(),
+                scheme: "http",
+            };
+            (Accepting::Unix(UnixListener::from_std(l)?), info)
+        }
+    };
+    let server = Arc::new(server);
+    Ok(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = async {
+                    match &accepting {
+                        Accepting::Tcp(l) => l.accept().await.map(|(s, addr)| {
+                            let _ = s.set_nodelay(true);
+                            (Stream::Tcp(s), PeerAddr::Ip(addr))
+                        }),
+                        Accepting::Unix(l) => l.accept().await.map(|(s, _)| (Stream::Unix(s), PeerAddr::Unix)),
+                    }
+                } => accepted,
+                _ = shutdown.changed() => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let alive = alive.clone();
+                    let task = connection::serve(
+                        stream,
+                        peer,
+                        server.clone(),
+                        settings.clone(),
+                        shutdown.clone(),
+                    );
+                    tokio::spawn(async move {
+                        task.await;
+                        drop(alive);
+                    });
+                }
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning on a failing accept.
+                    tracing::warn!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,123 @@
+//! Running one exchange on an app thread: build the environ, call the app, drain the result
+//! into the connection, and call `close()` however it ends.
+//!
+//! App exceptions stop here: they are logged with their traceback and become a 500 (before the
+//! head was sent) or a cut connection (after). A client that went away is not an app error:
+//! iteration stops quietly and `close()` is still called.
+
+use bytes::Bytes;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use wizgy_core::exchange::Exchange;
+
+use super::environ::{self, EnvironShared};
+use super::file_wrapper::FileWrapper;
+use super::input::WsgiInput;
+use super::start_response::StartResponse;
+use super::{chunk_to_bytes, ClientDisconnected};
+
+/// Runs `exchange` through `app`. Never raises: every outcome is reported to the connection.
+pub fn run(py: Python<'_>, app: &Py<PyAny>, shared: &EnvironShared, exchange: Exchange) {
+    let Exchange {
+        request,
+        initial_body,
+        body_pending,
+        events,
+        body,
+    } = exchange;
+    let start = match Bound::new(py, StartResponse::new(events.clone())) {
+        Ok(start) => start,
+        Err(err) => return log_app_error(py, &err, "creating start_response"),
+    };
+    let outcome = WsgiInput::new(initial_body, body_pending, events, body);
+    let outcome = Bound::new(py, outcome)
+        .and_then(|input| environ::build(py, shared, &request, input))
+        .and_then(|env| call_app(py, app, env, &start));
+    if let Err(err) = outcome {
+        if err.is_instance_of::<ClientDisconnected>(py) {
+            tracing::debug!("client disconnected during the response");
+        } else {
+            let what = String::from_utf8_lossy(request.head.target()).into_owned();
+            log_app_error(py, &err, &what);
+        }
+        start.borrow_mut().fail(py);
+    }
+}
+
+/// Calls the app and drains its result; `close()` runs on every path once there is a result.
+fn call_app(
+    py: Python<'_>,
+    app: &Py<PyAny>,
+    env: Bound<'_, pyo3::types::PyDict>,
+    start: &Bound<'_, StartResponse>,
+) -> PyResult<()> {
+    let result = app.bind(py).call1((env, start))?;
+    let drained = drain(py, &result, start);
+    let closed = close(&result);
+    match (drained, closed) {
+        (Err(err), Err(close_err)) => {
+            log_app_error(py, &close_err, "the response's close()");
+            Err(err)
+        }
+        (Err(err), _) | (Ok(()), Err(err)) => Err(err),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = result.py();
+    if result.hasattr(intern!(py, "close"))? {
+        result.call_method0(intern!(py, "close"))?;
+    }
+    Ok(())
+}
+
+/// Sends the response body: a file by sendfile, a list or tuple in one event, anything else
+/// chunk by chunk as the iterable yields (streamed, with backpressure).
+fn drain(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    start: &Bound<'_, StartResponse>,
+) -> PyResult<()> {
+    if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if let Some(parts) = wrapper.borrow().sendfile_parts(py)? {
+            return start
+                .borrow_mut()
+                .send_file(py, parts.file, parts.offset, parts.len);
+        }
+    }
+    if let Ok(list) = result.cast::<PyList>() {
+        let pieces = list
+            .iter()
+            .map(|item| chunk_to_bytes(&item))
+            .collect::<PyResult<Vec<Bytes>>>()?;
+        return start.borrow_mut().send(py, pieces, true);
+    }
+    if let Ok(tuple) = result.cast::<PyTuple>() {
+        let pieces = tuple
+            .iter()
+            .map(|item| chunk_to_bytes(&item))
+            .collect::<PyResult<Vec<Bytes>>>()?;
+        return start.borrow_mut().send(py, pieces, true);
+    }
+    for item in result.try_iter()? {
+        let chunk = chunk_to_bytes(&item?)?;
+        // PEP 3333: the head waits for the first non-empty chunk, so empty ones are skipped.
+        if !chunk.is_empty() {
+            start.borrow_mut().send(py, vec![chunk], false)?;
+        }
+    }
+    start.borrow_mut().send(py, Vec::new(), true)
+}
+
+/// Writes the exception and its traceback to the error log.
+pub fn log_app_error(py: Python<'_>, err: &PyErr, context: &str) {
+    let traceback = py
+        .import("traceback")
+        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat())
+        .unwrap_or_else(|_| format!("{err}\n"));
+    tracing::error!("error handling {context}\n{}", traceback.trim_end());
+}

@@ -1,0 +1,174 @@
+//! `start_response` and the `write()` callable it returns: PEP 3333's state machine.
+//!
+//! States: not started → started (head pending) → head sent → finished. The head is sent with
+//! the first non-empty body data (or at the end), never earlier, so an app may still replace
+//! it with `exc_info` until then. Validation of the status and the fields is the core's
+//! (`ResponseHead`); a refusal becomes an exception raised in the app.
+
+use std::fs::File;
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyString, PyTuple};
+use tokio::sync::mpsc;
+use wizgy_core::exchange::AppEvent;
+use wizgy_core::http1::response::ResponseHead;
+
+use super::{chunk_to_bytes, send_event};
+
+/// The `start_response` callable of one exchange.
+#[pyclass(module = "wizgy._native")]
+pub struct StartResponse {
+    events: mpsc::Sender<AppEvent>,
+    /// Set by start_response, sent with the first body data.
+    pending: Option<ResponseHead>,
+    /// start_response has been called at least once.
+    started: bool,
+    /// The head has been handed to the connection: exc_info now re-raises.
+    head_sent: bool,
+    /// The response is complete (or failed); nothing more is sent.
+    finished: bool,
+}
+
+#[pymethods]
+impl StartResponse {
+    /// `start_response(status, response_headers, exc_info=None) -> write`
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__(
+        slf: &Bound<'_, Self>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let this = slf.borrow();
+            match exc_info {
+                // PEP 3333: "if exc_info is provided, and the HTTP headers have already been
+                // sent, start_response must raise an error, and should re-raise using the
+                // exc_info tuple."
+                Some(info) if this.head_sent => {
+                    let value = info.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+                Some(_) => {}
+                None if this.started => {
+                    return Err(PyAssertionError::new_err(
+                        "start_response() called a second time without exc_info",
+                    ));
+                }
+                None => {}
+            }
+        }
+        let head = build_head(status, headers)?;
+        let mut this = slf.borrow_mut();
+        this.pending = Some(head);
+        this.started = true;
+        drop(this);
+        Ok(slf.getattr("write")?.unbind())
+    }
+
+    /// The `write(data)` callable: sends `data` at once (PEP 3333's imperative API).
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let chunk = chunk_to_bytes(data)?;
+        if chunk.is_empty() && self.head_sent {
+            return Ok(());
+        }
+        self.send(py, vec![chunk], false)
+    }
+}
+
+/// Validates the app's status and headers into a core `ResponseHead`.
+fn build_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<ResponseHead> {
+    let status = status
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK'"))?;
+    let mut head =
+        ResponseHead::new(status.to_str()?).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    for item in headers.try_iter().map_err(|_| {
+        PyTypeError::new_err("response_headers must be a list of (name, value) tuples")
+    })? {
+        let item = item?;
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| {
+                PyTypeError::new_err("each response header must be a (name, value) tuple of str")
+            })?;
+        let as_str = |index: usize| -> PyResult<PyBackedStr> {
+            let value = pair.get_item(index)?;
+            if !value.is_instance_of::<PyString>() {
+                return Err(PyTypeError::new_err(format!(
+                    "response header names and values must be str, not {}",
+                    value.get_type().name()?
+                )));
+            }
+            value.extract()
+        };
+        let (name, value) = (as_str(0)?, as_str(1)?);
+        head.push(&name, &value)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    }
+    Ok(head)
+}
+
+impl StartResponse {
+    pub fn new(events: mpsc::Sender<AppEvent>) -> Self {
+        StartResponse {
+            events,
+            pending: None,
+            started: false,
+            head_sent: false,
+            finished: false,
+        }
+    }
+
+    /// Takes the pending head the first time body data goes out.
+    fn take_head(&mut self) -> PyResult<Option<ResponseHead>> {
+        if self.head_sent {
+            return Ok(None);
+        }
+        let head = self.pending.take().ok_or_else(|| {
+            PyAssertionError::new_err("the app sent body data before calling start_response()")
+        })?;
+        self.head_sent = true;
+        Ok(Some(head))
+    }
+
+    /// Sends body pieces (and the head, the first time); `end` completes the response.
+    pub fn send(&mut self, py: Python<'_>, body: Vec<Bytes>, end: bool) -> PyResult<()> {
+        if self.finished {
+            return Ok(());
+        }
+        let head = self.take_head()?;
+        self.finished = end;
+        send_event(py, &self.events, AppEvent::Send { head, body, end })
+    }
+
+    /// Sends a file with sendfile; completes the response.
+    pub fn send_file(&mut self, py: Python<'_>, file: File, offset: u64, len: u64) -> PyResult<()> {
+        let head = self.take_head()?;
+        self.finished = true;
+        send_event(
+            py,
+            &self.events,
+            AppEvent::SendFile {
+                head,
+                file,
+                offset,
+                len,
+            },
+        )
+    }
+
+    /// Reports an app failure: a 500 if nothing was sent, otherwise the connection is cut.
+    pub fn fail(&mut self, py: Python<'_>) {
+        if !self.finished {
+            self.finished = true;
+            let _ = send_event(py, &self.events, AppEvent::Fail);
+        }
+    }
+}
