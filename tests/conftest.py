@@ -21,7 +21,7 @@ import pytest
 
 APPS = Path(__file__).parent / "apps"
 WIZGY = [sys.executable, "-m", "wizgy"]
-LISTENING = re.compile(r"listening on (http://\[?([^\]\s]+?)\]?:(\d+)|unix:(\S+))")
+LISTENING = re.compile(r"listening on (?:http://(?:\[([^\]\s]+)\]|([^:\s]+)):(\d+)|unix:(\S+))")
 
 
 class Server:
@@ -106,7 +106,7 @@ class Server:
         if match.group(4):
             self.unix_path = match.group(4)
         else:
-            self.host = match.group(2)
+            self.host = match.group(1) or match.group(2)
             self.port = int(match.group(3))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:

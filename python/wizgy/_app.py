@@ -48,7 +48,9 @@ def load(spec: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise AppLoadError(f"cannot import {module_name!r}: no module named {exc.name!r}") from exc
+            raise AppLoadError(
+                f"cannot import {module_name!r}: no module named {exc.name!r}"
+            ) from exc
         raise AppLoadError(f"error importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
     except BaseException as exc:  # the app's own import-time error, shown as one line
         raise AppLoadError(f"error importing {module_name!r}: {type(exc).__name__}: {exc}") from exc

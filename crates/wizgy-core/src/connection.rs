@@ -232,6 +232,7 @@ impl Connection {
         let version = head.version;
         let is_head_request = head.is_head();
         let expect_continue = head.expect_continue;
+        let wants_keep_alive = head.keep_alive;
         let access = logging::access_log_enabled().then(|| AccessRecord::new(&head, self.peer));
         let mut body = match head.framing {
             Framing::None => BodyState::Done,
@@ -264,7 +265,7 @@ impl Connection {
         let mut progress = ResponseProgress {
             head_written: false,
             framing: BodyFraming::Empty,
-            keep_alive: !shutting_down,
+            keep_alive: wants_keep_alive && !shutting_down,
             status: 0,
             body_bytes: 0,
             complete: false,

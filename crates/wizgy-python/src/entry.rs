@@ -14,6 +14,7 @@ use wizgy_core::server::{self, ServerOptions};
 
 use crate::app_threads::AppThreads;
 use crate::wsgi::environ::EnvironShared;
+use crate::wsgi::exchange::format_traceback;
 
 /// Why the server could not start: the one line the user sees (after `wizgy: error: `).
 struct StartupError(String);
@@ -152,19 +153,14 @@ fn load_app(py: Python<'_>, spec: &str, level: LogLevel) -> Result<Py<PyAny>, St
         Ok(app) => Ok(app.unbind()),
         Err(err) => {
             if level == LogLevel::Debug {
+                // The loader chains the app's own error as __cause__: show that one.
                 let cause = err
                     .value(py)
                     .getattr("__cause__")
                     .ok()
                     .filter(|c| !c.is_none());
-                let shown = cause.unwrap_or_else(|| err.value(py).clone().into_any());
-                let text = py
-                    .import("traceback")
-                    .and_then(|tb| tb.call_method1("format_exception", (shown,)))
-                    .and_then(|lines| lines.extract::<Vec<String>>())
-                    .map(|lines| lines.concat())
-                    .unwrap_or_default();
-                eprint!("{text}");
+                let shown = cause.map_or_else(|| err.clone_ref(py), PyErr::from_value);
+                eprint!("{}", format_traceback(py, &shown));
             }
             let is_load_error = loader
                 .getattr("AppLoadError")

@@ -314,7 +314,6 @@ fn parse_head(raw: Bytes, field_count: usize) -> Result<RequestHead, RequestErro
             value: range_in(&raw, h.value),
         })
         .collect();
-    drop(req);
     let mut head = RequestHead {
         raw,
         method,

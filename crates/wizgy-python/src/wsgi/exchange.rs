@@ -113,11 +113,23 @@ fn drain(
 
 /// Writes the exception and its traceback to the error log.
 pub fn log_app_error(py: Python<'_>, err: &PyErr, context: &str) {
-    let traceback = py
-        .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+    tracing::error!(
+        "error handling {context}\n{}",
+        format_traceback(py, err).trim_end()
+    );
+}
+
+/// The traceback of `err` as Python prints it (`Traceback (most recent call last): ...`).
+pub fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
+    // The three-argument form works on every supported Python (3.9 has no one-argument form).
+    py.import("traceback")
+        .and_then(|tb| {
+            tb.call_method1(
+                "format_exception",
+                (err.get_type(py), err.value(py), err.traceback(py)),
+            )
+        })
         .and_then(|lines| lines.extract::<Vec<String>>())
         .map(|lines| lines.concat())
-        .unwrap_or_else(|_| format!("{err}\n"));
-    tracing::error!("error handling {context}\n{}", traceback.trim_end());
+        .unwrap_or_else(|_| format!("{err}\n"))
 }
