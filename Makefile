@@ -31,12 +31,15 @@ test: build ## run every test: Rust unit tests, then the pytest suite against th
 lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests examples
-	$(VENV)/bin/ruff format --check python tests examples
+	$(VENV)/bin/ruff check python tests examples scripts
+	$(VENV)/bin/ruff format --check python tests examples scripts
+
+docs: build ## regenerate docs/options.md from the option declarations
+	$(PY) scripts/gen_options.py
 
 fmt: $(STAMP) ## format Rust and Python sources
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests examples
-	$(VENV)/bin/ruff check --fix python tests examples
+	$(VENV)/bin/ruff format python tests examples scripts
+	$(VENV)/bin/ruff check --fix python tests examples scripts
 
-.PHONY: help venv build run test lint fmt
+.PHONY: help venv build run test lint docs fmt

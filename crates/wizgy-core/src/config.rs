@@ -23,7 +23,7 @@ pub struct Config {
     pub app: Option<String>,
 
     /// Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH. Repeat to listen on several.
-    /// Port 0 picks a free port (printed at start). Default: 127.0.0.1:8000.
+    /// Port 0 picks a free port (printed at start).
     #[arg(
         short = 'b',
         long = "bind",
@@ -35,7 +35,7 @@ pub struct Config {
     pub bind: Vec<BindAddress>,
 
     /// App threads: how many requests run Python at once. Only as many run as there is work,
-    /// and each releases the GIL while it waits on I/O. Default: 64 (see docs/options.md).
+    /// and each releases the GIL while it waits on I/O (docs/options.md explains the default).
     #[arg(
         long,
         value_name = "N",
@@ -55,7 +55,7 @@ pub struct Config {
     #[arg(long, value_name = "DIR[,DIR]", value_delimiter = ',')]
     pub pythonpath: Vec<PathBuf>,
 
-    /// The error log's level. Default: info.
+    /// The error log's level.
     #[arg(
         long,
         value_enum,
@@ -71,12 +71,11 @@ pub struct Config {
     pub access_log: Option<PathBuf>,
 
     /// Where the error log (startup lines, tracebacks, wsgi.errors) goes; `-` means stderr.
-    /// Default: -.
     #[arg(long, value_name = "PATH", default_value = "-")]
     pub error_log: PathBuf,
 
     /// The path prefix the app is mounted at: SCRIPT_NAME, removed from the front of
-    /// PATH_INFO when present. Default: empty.
+    /// PATH_INFO when present.
     #[arg(long, value_name = "PREFIX", default_value = "", value_parser = parse_root_path)]
     pub root_path: String,
 }
