@@ -1,0 +1,241 @@
+"""PEP 3333 response-iterable clauses and body framing, against tests/apps/pep_body.py."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import pytest
+from conftest import APPS, WIZGY, Server
+from helpers import Reader, Response, connect
+
+APP = "pep_body:app"
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = Server([*WIZGY, "--bind", "127.0.0.1:0", "--threads", "4", APP], APPS)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def build(target: str, method: str = "GET", version: str = "HTTP/1.1", close: bool = True) -> bytes:
+    lines = [f"{method} {target} {version}", "Host: localhost"]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def get(server: Server, target: str, method: str = "GET", version: str = "HTTP/1.1") -> Response:
+    with connect(server.addr, timeout=10) as sock:
+        sock.sendall(build(target, method, version))
+        return Reader(sock).response(method)
+
+
+def split_wire(server: Server, data: bytes) -> tuple[bytes, bytes]:
+    """Send ``data``; return (head, every byte after it) once the server closes (10 s max)."""
+    with connect(server.addr, timeout=10) as sock:
+        sock.sendall(data)
+        reader = Reader(sock)
+        head = reader.read_until(b"\r\n\r\n")
+        try:
+            rest = reader.read_to_close()
+        except socket.timeout:
+            pytest.fail(f"connection still open 10 s after the response head {head!r}")
+        return head, rest
+
+
+def wait_for_file(path: Path, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return path.exists()
+
+
+def wait_for_new_log(server: Server, since: int, pattern: str, timeout: float = 5.0) -> str:
+    regex = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while True:
+        new = server.log()[since:]
+        if regex.search(new):
+            return new
+        if time.monotonic() > deadline:
+            pytest.fail(f"{pattern!r} not logged within {timeout}s; new log:\n{new}")
+        time.sleep(0.05)
+
+
+def with_mark(route: str, mark: Path) -> str:
+    return f"{route}?{urlencode({'mark': str(mark)})}"
+
+
+# --- iterable kinds -----------------------------------------------------------------------
+
+
+def test_list_of_bytes_is_sent_in_order(server):
+    resp = get(server, "/list")
+    assert resp.status == 200
+    assert resp.body == b"list-body"
+
+
+def test_tuple_of_bytes_is_sent_in_order(server):
+    resp = get(server, "/tuple")
+    assert resp.status == 200
+    assert resp.body == b"tuple-body"
+
+
+def test_generator_first_chunk_reaches_the_client_before_the_generator_finishes(server, tmp_path):
+    flag = tmp_path / "flag"
+    with connect(server.addr, timeout=10) as sock:
+        sock.sendall(build("/generator?flag=" + quote(str(flag))))
+        reader = Reader(sock)
+        sock.settimeout(5)
+        try:
+            head = reader.read_until(b"\r\n\r\n")
+            reader.read_until(b"first-chunk;")
+        except socket.timeout:
+            pytest.fail("first chunk not received while the generator was still waiting")
+        flag.touch()
+        sock.settimeout(10)
+        rest = reader.read_to_close()
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"second-chunk" in rest
+    assert rest.endswith(b"0\r\n\r\n")
+
+
+# --- close() ------------------------------------------------------------------------------
+
+
+def test_close_is_called_after_a_normal_end(server, tmp_path):
+    mark = tmp_path / "closed"
+    resp = get(server, with_mark("/closing", mark))
+    assert resp.body == b"ab"
+    assert wait_for_file(mark, 5), "close() not called after the body was sent"
+
+
+def test_close_is_called_when_iteration_raises(server, tmp_path):
+    mark = tmp_path / "closed"
+    with connect(server.addr, timeout=10) as sock:
+        sock.sendall(build(with_mark("/closing-error", mark)))
+        try:
+            Reader(sock).read_to_close()
+        except ConnectionResetError:
+            pass
+    assert wait_for_file(mark, 5), "close() not called after the iterable raised"
+
+
+def test_close_is_called_when_the_client_disconnects(server, tmp_path):
+    mark = tmp_path / "closed"
+    with connect(server.addr, timeout=10) as sock:
+        sock.sendall(build(with_mark("/closing-disconnect", mark)))
+        reader = Reader(sock)
+        reader.read_until(b"\r\n\r\n")
+        reader.read_exact(100000)  # the body is streaming
+    # the socket is closed now, with unread data: the server's next writes fail
+    assert wait_for_file(mark, 10), "close() not called within 10 s of the client going away"
+
+
+# --- what the iterable may yield ----------------------------------------------------------
+
+
+def test_str_chunk_gives_500_and_a_log_line_mentioning_str(server):
+    since = len(server.log())
+    resp = get(server, "/str-chunk")
+    assert resp.status == 500
+    assert b"a str, not bytes" not in resp.body
+    wait_for_new_log(server, since, r"\bstr\b")
+
+
+def test_empty_chunks_from_a_generator_are_not_sent_as_chunks(server):
+    resp = get(server, "/empty-chunks")
+    assert resp.status == 200
+    assert resp.chunked
+    assert resp.body == b"ab"
+    assert all(resp.chunks), resp.chunks
+
+
+def test_headers_wait_for_the_first_non_empty_chunk_so_a_later_error_gives_500(server):
+    resp = get(server, "/empty-then-error")
+    assert resp.status == 500
+
+
+# --- framing ------------------------------------------------------------------------------
+
+
+def test_generator_without_content_length_is_sent_chunked_on_http_1_1(server):
+    resp = get(server, "/no-length")
+    assert resp.header("Transfer-Encoding") == "chunked"
+    assert resp.header("Content-Length") is None
+    assert resp.body == b"hello world"
+
+
+def test_generator_without_content_length_is_close_delimited_on_http_1_0(server):
+    head, rest = split_wire(server, build("/no-length", version="HTTP/1.0", close=False))
+    assert b"transfer-encoding" not in head.lower()
+    assert b"content-length" not in head.lower()
+    assert rest == b"hello world"
+
+
+def test_generator_without_content_length_closes_even_for_http_1_0_keep_alive(server):
+    data = b"GET /no-length HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+    head, rest = split_wire(server, data)
+    assert b"transfer-encoding" not in head.lower()
+    assert rest == b"hello world"
+
+
+def test_content_length_larger_than_body_closes_after_the_short_body(server):
+    target = "/declared-length?" + urlencode({"declared": "100", "body": "short"})
+    head, rest = split_wire(server, build(target, close=False))
+    assert b"content-length: 100\r\n" in head.lower()
+    assert rest == b"short"
+
+
+def test_content_length_smaller_than_body_truncates_the_body(server):
+    target = "/declared-length?" + urlencode({"declared": "3", "body": "abcdef"})
+    head, rest = split_wire(server, build(target))
+    assert b"content-length: 3\r\n" in head.lower()
+    assert rest == b"abc"
+
+
+# --- responses without a body -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["/head", "/head-generator"])
+def test_head_response_has_no_body_bytes(server, route):
+    head, rest = split_wire(server, build(route, method="HEAD"))
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert rest == b""
+
+
+@pytest.mark.parametrize("code", ["204", "304"])
+def test_204_and_304_responses_have_no_body_bytes(server, code):
+    head, rest = split_wire(server, build(f"/no-body-status?code={code}"))
+    assert head.startswith(f"HTTP/1.1 {code} ".encode())
+    assert b"transfer-encoding" not in head.lower()
+    assert rest == b""
+
+
+# --- computed Content-Length (docs/compliance.md: a body known in full gets its length) -------
+
+
+@pytest.mark.parametrize("path, body", [("/list", b"list-body"), ("/tuple", b"tuple-body")])
+def test_list_or_tuple_without_content_length_gets_the_computed_length(server, path, body):
+    resp = get(server, path)
+    assert resp.header("Content-Length") == str(len(body))
+    assert resp.header("Transfer-Encoding") is None
+    assert resp.body == body
+
+
+def test_list_without_content_length_keeps_an_http_1_0_keep_alive_connection(server):
+    with connect(server.addr, timeout=10) as sock:
+        reader = Reader(sock)
+        for _ in range(2):
+            sock.sendall(b"GET /list HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+            resp = reader.response()
+            assert resp.body == b"list-body"
+            assert resp.header("Connection") == "keep-alive"
