@@ -34,6 +34,8 @@ pub struct ConnectionSettings {
     pub keep_alive_timeout: Duration,
     /// Time allowed for a whole request head to arrive once it has started.
     pub header_timeout: Duration,
+    /// Time allowed without progress while the app waits for request body bytes.
+    pub body_timeout: Duration,
 }
 
 /// A client socket: TCP or unix.
@@ -557,9 +559,7 @@ impl Connection {
             // Need more bytes from the client.
             self.buf.reserve(BODY_PIECE);
             let read = tokio::time::timeout(
-                self.settings
-                    .keep_alive_timeout
-                    .max(Duration::from_secs(30)),
+                self.settings.body_timeout,
                 self.stream.read_buf(&mut self.buf),
             )
             .await;

@@ -25,6 +25,9 @@ pub struct ServerOptions {
     pub keep_alive_timeout: Duration,
     /// Time allowed for a request head once it starts. Default: 30s (TODO(#3): `--header-timeout`).
     pub header_timeout: Duration,
+    /// Time allowed without body progress while the app reads. Default: 30s
+    /// (TODO(#3): `--body-timeout`).
+    pub body_timeout: Duration,
     /// How long a graceful stop waits for exchanges in flight. Default: 30s.
     pub graceful_timeout: Duration,
 }
@@ -35,6 +38,7 @@ impl Default for ServerOptions {
             limits: Limits::default(),
             keep_alive_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             graceful_timeout: Duration::from_secs(30),
         }
     }
@@ -55,6 +59,7 @@ pub fn run(
         limits: options.limits,
         keep_alive_timeout: options.keep_alive_timeout,
         header_timeout: options.header_timeout,
+        body_timeout: options.body_timeout,
     });
     let mut unix_paths = Vec::new();
     let result = runtime.block_on(async {
