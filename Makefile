@@ -28,6 +28,9 @@ test: build ## run every test: Rust unit tests, then the pytest suite against th
 	cargo test --workspace --quiet
 	$(PY) -m pytest -q tests
 
+test-versions: ## run the framework-free suite on CPython 3.9 and 3.13 too (pyenv)
+	scripts/test-versions.sh
+
 lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
@@ -42,4 +45,4 @@ fmt: $(STAMP) ## format Rust and Python sources
 	$(VENV)/bin/ruff format python tests examples scripts
 	$(VENV)/bin/ruff check --fix python tests examples scripts
 
-.PHONY: help venv build run test lint docs fmt
+.PHONY: help venv build run test test-versions lint docs fmt
