@@ -8,6 +8,7 @@
 //! - [`http1`]: the strict, sans-I/O HTTP/1.1 engine (head parser, chunked codec, responses).
 //! - [`cgi`]: PEP 3333's CGI names and path handling, as bytes.
 //! - [`exchange`]: the contract between a connection and whatever runs the app (the bridge).
+//! - [`proxy_protocol`]: the PROXY v1/v2 header a load balancer may send first.
 //! - [`logging`]: the error log (tracing) and the access log.
 //!
 //! This crate never depends on pyo3: the binding crate (`wizgy-python`) is the only place that
@@ -20,4 +21,5 @@ pub mod exchange;
 pub mod http1;
 pub mod listener;
 pub mod logging;
+pub mod proxy_protocol;
 pub mod server;
