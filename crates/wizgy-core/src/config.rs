@@ -2,7 +2,9 @@
 //! the options reference all come from this one declaration (serve() turns its keyword
 //! arguments into these flags).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -78,6 +80,199 @@ pub struct Config {
     /// PATH_INFO when present.
     #[arg(long, value_name = "PREFIX", default_value = "", value_parser = parse_root_path)]
     pub root_path: String,
+
+    /// Longest request line in bytes; longer is answered 414.
+    #[arg(long, value_name = "BYTES", default_value_t = 8190, help_heading = "Limits",
+          value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub limit_request_line: u32,
+
+    /// Most header fields in one request; more is answered 431.
+    #[arg(long, value_name = "N", default_value_t = 100, help_heading = "Limits",
+          value_parser = clap::value_parser!(u32).range(1..=32_768))]
+    pub limit_request_fields: u32,
+
+    /// Longest header field line in bytes; longer is answered 431.
+    #[arg(long, alias = "limit-request-field_size", value_name = "BYTES", default_value_t = 8190,
+          help_heading = "Limits", value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub limit_request_field_size: u32,
+
+    /// Largest request body (Content-Length up front, or chunked as it grows); larger is
+    /// answered 413. Sizes: 1000, 64KiB, 1MiB, 1GiB (KB/MB/GB are powers of 1000).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", help_heading = "Limits",
+          value_parser = parse_size)]
+    pub max_request_body: u64,
+
+    /// Most open connections per worker; past it new ones wait in the listen backlog.
+    #[arg(long, value_name = "N", default_value_t = 10_000, help_heading = "Limits",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// The listen backlog: connections the kernel queues before wizgy accepts them.
+    #[arg(long, value_name = "N", default_value_t = 2048, help_heading = "Limits",
+          value_parser = clap::value_parser!(i32).range(1..=65_535))]
+    pub backlog: i32,
+
+    /// A request head not complete this long after its first byte is answered 408.
+    /// Durations: 500ms, 30s, 2m, or plain seconds.
+    #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Timeouts",
+          value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Idle time allowed before a request starts (between keep-alive requests, and on a new
+    /// connection); then the connection closes quietly.
+    #[arg(long, value_name = "DURATION", default_value = "5s", help_heading = "Timeouts",
+          value_parser = parse_duration)]
+    pub keep_alive: Duration,
+
+    /// No request-body progress for this long while the app reads: the connection closes and
+    /// the app's read raises.
+    #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Timeouts",
+          value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// A response write making no progress for this long (the client stopped reading): the
+    /// connection closes and the app's response is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Timeouts",
+          value_parser = parse_duration)]
+    pub write_timeout: Duration,
+
+    /// Peers trusted to set the scheme (X-Forwarded-Proto, X-Forwarded-Ssl, Forwarded) and,
+    /// with --forwarded-for, the client address: IPs or CIDRs, comma-separated, `*` for any.
+    #[arg(long, value_name = "LIST", default_value = "127.0.0.1,::1", env = "FORWARDED_ALLOW_IPS",
+          help_heading = "Proxies", value_parser = Networks::parse)]
+    pub forwarded_allow_ips: Networks,
+
+    /// Take REMOTE_ADDR from trusted peers' X-Forwarded-For (its rightmost address) or
+    /// Forwarded `for=`.
+    #[arg(long, help_heading = "Proxies")]
+    pub forwarded_for: bool,
+
+    /// Expect a PROXY protocol v1/v2 header first on connections from --proxy-allow-from peers.
+    #[arg(long, help_heading = "Proxies")]
+    pub proxy_protocol: bool,
+
+    /// Peers that may (and with --proxy-protocol must) send a PROXY protocol header.
+    #[arg(long, value_name = "LIST", default_value = "127.0.0.1,::1", help_heading = "Proxies",
+          value_parser = Networks::parse)]
+    pub proxy_allow_from: Networks,
+}
+
+/// Parses a duration: `500ms`, `30s`, `2m`, `1h`, or plain (possibly fractional) seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 30s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !seconds.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&seconds) {
+        return Err(format!("{text:?} must be between 0 and a year"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses a byte size: `1000`, `64KiB`, `1MiB`, `1GiB`, `1KB` (1000), `1MB`, `1GB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "B"),
+    };
+    let value: u64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 1000, 64KiB or 1GiB"))?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+        "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
+    };
+    value
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A set of IP networks (`10.0.0.0/8,::1`) or everything (`*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Networks {
+    any: bool,
+    nets: Vec<(IpAddr, u8)>,
+}
+
+impl Networks {
+    /// Parses a comma-separated list of IPs and CIDRs, or `*`.
+    pub fn parse(text: &str) -> Result<Networks, String> {
+        let mut networks = Networks {
+            any: false,
+            nets: Vec::new(),
+        };
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if item == "*" {
+                networks.any = true;
+                continue;
+            }
+            let (addr, prefix) = match item.split_once('/') {
+                Some((addr, prefix)) => (addr, Some(prefix)),
+                None => (item, None),
+            };
+            let addr: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{item:?} is not an IP address or CIDR"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                Some(p) => p
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|&p| p <= max)
+                    .ok_or_else(|| format!("{item:?}: prefix length must be 0..={max}"))?,
+                None => max,
+            };
+            networks.nets.push((addr, prefix));
+        }
+        Ok(networks)
+    }
+
+    /// Whether `ip` is in one of the networks (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        if self.any {
+            return true;
+        }
+        let ip = ip.to_canonical();
+        self.nets.iter().any(|&(net, prefix)| match (net, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        })
+    }
 }
 
 /// Error-log levels, gunicorn's names.
@@ -165,6 +360,35 @@ mod tests {
         assert_eq!(config.log_level, LogLevel::Info);
         assert_eq!(config.root_path, "");
         assert!(config.access_log.is_none());
+    }
+
+    #[test]
+    fn durations_sizes_and_networks_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert!(parse_size("lots").is_err());
+        let nets = Networks::parse("10.0.0.0/8, ::1").expect("valid");
+        assert!(nets.contains("10.1.2.3".parse().expect("ip")));
+        assert!(nets.contains("::ffff:10.0.0.1".parse().expect("ip")));
+        assert!(nets.contains("::1".parse().expect("ip")));
+        assert!(!nets.contains("11.0.0.1".parse().expect("ip")));
+        assert!(Networks::parse("*")
+            .expect("valid")
+            .contains("8.8.8.8".parse().expect("ip")));
+        assert!(Networks::parse("10.0.0.0/33").is_err());
+        assert!(Networks::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn gunicorn_alias_for_the_field_size_limit_is_accepted() {
+        let config = run(&["--limit-request-field_size", "100", "a"]);
+        assert_eq!(config.limit_request_field_size, 100);
     }
 
     #[test]

@@ -18,13 +18,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, Re
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::config::Networks;
 use crate::exchange::{AppEvent, BodyPiece, Dispatch, Exchange, PeerAddr, Request, ServerInfo};
+use crate::forwarded;
 use crate::http1::chunked::{encode_chunk_size, ChunkedDecoder, Decoded, LAST_CHUNK};
 use crate::http1::response::{
     encode_error, encode_head, BodyFraming, HeadContext, ResponseHead, CONTINUE,
 };
 use crate::http1::{Framing, HeadParser, Limits, RequestError, RequestHead};
 use crate::logging;
+use crate::proxy_protocol::{self, ProxyHeader};
 
 /// Settings shared by every connection of a worker.
 pub struct ConnectionSettings {
@@ -36,6 +39,17 @@ pub struct ConnectionSettings {
     pub header_timeout: Duration,
     /// Time allowed without progress while the app waits for request body bytes.
     pub body_timeout: Duration,
+    /// Time allowed for a response write to make progress.
+    pub write_timeout: Duration,
+    /// Largest request body accepted (413 beyond).
+    pub max_request_body: u64,
+    /// Peers whose X-Forwarded-* / Forwarded fields are believed.
+    pub forwarded_allow_ips: Networks,
+    /// Whether trusted peers also set the client address.
+    pub forwarded_for: bool,
+    /// Whether connections from `proxy_allow_from` start with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    pub proxy_allow_from: Networks,
 }
 
 /// A client socket: TCP or unix.
@@ -121,12 +135,17 @@ const COALESCE_LIMIT: usize = 16 * 1024;
 const DRAIN_LIMIT: u64 = 256 * 1024;
 /// ... and for at most this long.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// After a refusal, input is read and dropped for at most this long ...
+const LINGER_TIME: Duration = Duration::from_secs(1);
+/// ... or this many bytes, so the client sees the response rather than a reset.
+const LINGER_BYTES: usize = 1 << 20;
 
 /// How the rest of the request body is read.
 enum BodyState {
     Done,
     Length(u64),
-    Chunked(ChunkedDecoder),
+    /// The decoder, and the body bytes decoded so far (for `--max-request-body`).
+    Chunked(ChunkedDecoder, u64),
     /// The body could not be read (malformed, client gone): the connection must close.
     Failed,
 }
@@ -172,16 +191,18 @@ pub async fn serve(
         out: BytesMut::with_capacity(8 * 1024),
         pending_large: Vec::new(),
     };
+    let expects_proxy_header = conn.settings.proxy_protocol
+        && matches!(peer, PeerAddr::Ip(addr) if conn.settings.proxy_allow_from.contains(addr.ip()));
+    if expects_proxy_header && !conn.read_proxy_header().await {
+        return;
+    }
     loop {
         let head = match conn.read_head(&mut shutdown).await {
             Ok(Some(head)) => head,
             Ok(None) => break,
             Err(error) => {
-                tracing::debug!("refused request: {error}");
-                let (status, reason) = error.status();
-                encode_error(status, reason, &mut conn.out);
-                let _ = conn.flush().await;
-                break;
+                conn.refuse(error).await;
+                return;
             }
         };
         let shutting_down = *shutdown.borrow();
@@ -193,6 +214,82 @@ pub async fn serve(
 }
 
 impl Connection {
+    /// Reads the PROXY protocol header a trusted load balancer sends first and adopts the
+    /// client address it names. False: malformed, missing or too slow; close without a word
+    /// (the bytes are not HTTP, so no HTTP response is owed).
+    async fn read_proxy_header(&mut self) -> bool {
+        let deadline = Instant::now() + self.settings.header_timeout;
+        loop {
+            match proxy_protocol::parse(&self.buf) {
+                Ok(Some((header, len))) => {
+                    let _ = self.buf.split_to(len);
+                    if let ProxyHeader::Proxied { source, .. } = header {
+                        self.peer = PeerAddr::Ip(source);
+                    }
+                    return true;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!("closing connection: {error}");
+                    return false;
+                }
+            }
+            self.buf.reserve(512);
+            let read =
+                tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.buf)).await;
+            if !matches!(read, Ok(Ok(n)) if n > 0) {
+                return false;
+            }
+        }
+    }
+
+    /// Answers a refused request and closes. The close lingers: the write side is shut and
+    /// what the client still sends is read and dropped for a moment, so the client reads the
+    /// response instead of a reset (a close with unread input sends RST, which can destroy
+    /// the response in flight).
+    async fn refuse(&mut self, error: RequestError) {
+        tracing::debug!("refused request: {error}");
+        let (status, reason) = error.status();
+        encode_error(status, reason, &mut self.out);
+        if self.flush().await.is_err() {
+            return;
+        }
+        self.linger().await;
+    }
+
+    /// Shuts the write side, then discards input until EOF, 1 s or 1 MiB.
+    async fn linger(&mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0usize;
+        while discarded < LINGER_BYTES {
+            self.buf.clear();
+            self.buf.reserve(16 * 1024);
+            match tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.buf))
+                .await
+            {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => break,
+            }
+        }
+    }
+
+    /// The scheme and client address the app sees, from trusted proxies' fields.
+    fn client_view(&self, head: &RequestHead) -> Result<(&'static str, PeerAddr), RequestError> {
+        let default_scheme = self.server.scheme;
+        let PeerAddr::Ip(addr) = self.peer else {
+            return Ok((default_scheme, self.peer));
+        };
+        if !self.settings.forwarded_allow_ips.contains(addr.ip()) {
+            return Ok((default_scheme, self.peer));
+        }
+        let view = forwarded::trusted_view(head, default_scheme, self.settings.forwarded_for)?;
+        let peer = view.address.map_or(self.peer, PeerAddr::Reported);
+        Ok((view.scheme, peer))
+    }
+
     /// Reads until a whole head is parsed. `Ok(None)`: the connection ends quietly (EOF between
     /// requests, idle timeout, shutdown while idle, or a head cut short by EOF).
     async fn read_head(
@@ -231,15 +328,28 @@ impl Connection {
 
     /// Runs one exchange. Returns whether the connection is kept for another request.
     async fn exchange(&mut self, head: RequestHead, shutting_down: bool) -> bool {
+        let (scheme, peer) = match self.client_view(&head) {
+            Ok(view) => view,
+            Err(error) => {
+                self.refuse(error).await;
+                return false;
+            }
+        };
+        if let Framing::Length(n) = head.framing {
+            if n > self.settings.max_request_body {
+                self.refuse(RequestError::PayloadTooLarge).await;
+                return false;
+            }
+        }
         let version = head.version;
         let is_head_request = head.is_head();
         let expect_continue = head.expect_continue;
         let wants_keep_alive = head.keep_alive;
-        let access = logging::access_log_enabled().then(|| AccessRecord::new(&head, self.peer));
+        let access = logging::access_log_enabled().then(|| AccessRecord::new(&head, peer));
         let mut body = match head.framing {
             Framing::None => BodyState::Done,
             Framing::Length(n) => BodyState::Length(n),
-            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new(), 0),
         };
         // A small Content-Length body already in the buffer goes with the request: the app
         // reads it without a round trip to this thread.
@@ -256,7 +366,8 @@ impl Connection {
         let exchange = Exchange {
             request: Request {
                 head,
-                peer: self.peer,
+                peer,
+                scheme,
                 server: self.server.clone(),
             },
             initial_body,
@@ -475,14 +586,13 @@ impl Connection {
         let mut position = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
         let mut left = count;
         while left > 0 {
-            let n = self
-                .stream
-                .sendfile(
-                    &file,
-                    &mut position,
-                    usize::try_from(left).unwrap_or(usize::MAX),
-                )
-                .await?;
+            let chunk = usize::try_from(left).unwrap_or(usize::MAX);
+            let n = tokio::time::timeout(
+                self.settings.write_timeout,
+                self.stream.sendfile(&file, &mut position, chunk),
+            )
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
             if n == 0 {
                 break; // the file is shorter than it was
             }
@@ -512,14 +622,14 @@ impl Connection {
 
     /// Writes everything queued, in order.
     async fn flush(&mut self) -> io::Result<()> {
+        let timeout = self.settings.write_timeout;
         for piece in std::mem::take(&mut self.pending_large) {
-            if !piece.is_empty() {
-                self.stream.write_all(&piece).await?;
-            }
+            write_all(&mut self.stream, &piece, timeout).await?;
         }
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
+            let result = write_all(&mut self.stream, &self.out, timeout).await;
             self.out.clear();
+            result?;
         }
         Ok(())
     }
@@ -543,18 +653,27 @@ impl Connection {
                         return Ok(BodyPiece::Data(self.buf.split_to(n as usize).freeze()));
                     }
                 }
-                BodyState::Chunked(decoder) => match decoder.decode(&mut self.buf, BODY_PIECE) {
-                    Ok(Decoded::Data(data)) => return Ok(BodyPiece::Data(data)),
-                    Ok(Decoded::End) => {
-                        *body = BodyState::Done;
-                        return Ok(BodyPiece::End);
+                BodyState::Chunked(decoder, received) => {
+                    match decoder.decode(&mut self.buf, BODY_PIECE) {
+                        Ok(Decoded::Data(data)) => {
+                            *received += data.len() as u64;
+                            if *received > self.settings.max_request_body {
+                                *body = BodyState::Failed;
+                                return Err(RequestError::PayloadTooLarge);
+                            }
+                            return Ok(BodyPiece::Data(data));
+                        }
+                        Ok(Decoded::End) => {
+                            *body = BodyState::Done;
+                            return Ok(BodyPiece::End);
+                        }
+                        Ok(Decoded::NeedMore) => {}
+                        Err(error) => {
+                            *body = BodyState::Failed;
+                            return Err(error);
+                        }
                     }
-                    Ok(Decoded::NeedMore) => {}
-                    Err(error) => {
-                        *body = BodyState::Failed;
-                        return Err(error);
-                    }
-                },
+                }
             }
             // Need more bytes from the client.
             self.buf.reserve(BODY_PIECE);
@@ -610,6 +729,21 @@ impl Connection {
     }
 }
 
+/// Writes all of `buf`, failing when a single write makes no progress within `timeout`
+/// (`--write-timeout`: a client that stopped reading must not hold the exchange forever).
+async fn write_all(stream: &mut Stream, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = tokio::time::timeout(timeout, stream.write(buf))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
 /// What an access-log line needs from the request, gathered only when the log is on.
 struct AccessRecord {
     remote: String,
@@ -630,6 +764,7 @@ impl AccessRecord {
         AccessRecord {
             remote: match peer {
                 PeerAddr::Ip(addr) => addr.ip().to_string(),
+                PeerAddr::Reported(ip) => ip.to_string(),
                 PeerAddr::Unix => "-".to_owned(),
             },
             request_line: format!(

@@ -6,7 +6,7 @@
 //! (backpressure) instead of buffering without limit.
 
 use std::fs::File;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,7 +29,10 @@ pub struct ServerInfo {
 /// The client's address.
 #[derive(Debug, Clone, Copy)]
 pub enum PeerAddr {
+    /// The socket peer, or the client a PROXY protocol header named.
     Ip(SocketAddr),
+    /// The client address a trusted proxy reported in X-Forwarded-For / Forwarded (no port).
+    Reported(IpAddr),
     /// A unix-socket peer has no address.
     Unix,
 }
@@ -39,6 +42,8 @@ pub enum PeerAddr {
 pub struct Request {
     pub head: RequestHead,
     pub peer: PeerAddr,
+    /// `wsgi.url_scheme`: the listener's, or what a trusted proxy reported.
+    pub scheme: &'static str,
     pub server: Arc<ServerInfo>,
 }
 

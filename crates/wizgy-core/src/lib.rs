@@ -7,6 +7,7 @@
 //! - [`connection`]: one client connection: reads heads, drives exchanges, writes responses.
 //! - [`http1`]: the strict, sans-I/O HTTP/1.1 engine (head parser, chunked codec, responses).
 //! - [`cgi`]: PEP 3333's CGI names and path handling, as bytes.
+//! - [`forwarded`]: the scheme and client address a trusted proxy reports.
 //! - [`exchange`]: the contract between a connection and whatever runs the app (the bridge).
 //! - [`proxy_protocol`]: the PROXY v1/v2 header a load balancer may send first.
 //! - [`logging`]: the error log (tracing) and the access log.
@@ -18,6 +19,7 @@ pub mod cgi;
 pub mod config;
 pub mod connection;
 pub mod exchange;
+pub mod forwarded;
 pub mod http1;
 pub mod listener;
 pub mod logging;

@@ -70,9 +70,6 @@ pub enum BindError {
     Resolve { addr: String },
 }
 
-/// Default listen backlog; gunicorn's default too.
-pub const DEFAULT_BACKLOG: i32 = 2048;
-
 impl Listener {
     /// Binds and listens. TCP sockets get SO_REUSEADDR (restarts do not wait for TIME_WAIT).
     pub fn bind(addr: &BindAddress, backlog: i32) -> Result<Listener, BindError> {

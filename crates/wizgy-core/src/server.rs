@@ -10,36 +10,65 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
+use crate::config::{Config, Networks};
 use crate::connection::{self, ConnectionSettings, Stream};
 use crate::exchange::{Dispatch, PeerAddr, ServerInfo};
 use crate::http1::Limits;
 use crate::listener::Listener;
 
-/// Worker settings beyond the listeners and the dispatcher.
+/// Worker settings beyond the listeners and the dispatcher (all from the command line).
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub limits: Limits,
-    /// Idle time allowed between requests. Default: 5s (TODO(#3): `--keep-alive`).
     pub keep_alive_timeout: Duration,
-    /// Time allowed for a request head once it starts. Default: 30s (TODO(#3): `--header-timeout`).
     pub header_timeout: Duration,
-    /// Time allowed without body progress while the app reads. Default: 30s
-    /// (TODO(#3): `--body-timeout`).
     pub body_timeout: Duration,
-    /// How long a graceful stop waits for exchanges in flight. Default: 30s.
+    pub write_timeout: Duration,
+    pub max_request_body: u64,
+    /// Open connections per worker; past it, accepting pauses (the backlog holds the rest).
+    pub max_connections: usize,
+    pub forwarded_allow_ips: Networks,
+    pub forwarded_for: bool,
+    pub proxy_protocol: bool,
+    pub proxy_allow_from: Networks,
+    /// How long a graceful stop waits for exchanges in flight. Default: 30s (TODO(#4): option).
     pub graceful_timeout: Duration,
 }
 
-impl Default for ServerOptions {
-    fn default() -> Self {
+impl ServerOptions {
+    pub fn from_config(config: &Config) -> Self {
         ServerOptions {
-            limits: Limits::default(),
-            keep_alive_timeout: Duration::from_secs(5),
-            header_timeout: Duration::from_secs(30),
-            body_timeout: Duration::from_secs(30),
+            limits: Limits {
+                max_request_line: config.limit_request_line as usize,
+                max_fields: config.limit_request_fields as usize,
+                max_field_size: config.limit_request_field_size as usize,
+            },
+            keep_alive_timeout: config.keep_alive,
+            header_timeout: config.header_timeout,
+            body_timeout: config.body_timeout,
+            write_timeout: config.write_timeout,
+            max_request_body: config.max_request_body,
+            max_connections: config.max_connections as usize,
+            forwarded_allow_ips: config.forwarded_allow_ips.clone(),
+            forwarded_for: config.forwarded_for,
+            proxy_protocol: config.proxy_protocol,
+            proxy_allow_from: config.proxy_allow_from.clone(),
             graceful_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit: every connection is a descriptor,
+/// and the usual soft limit (1024) would cap a worker far below `--max-connections`.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-file limit from {soft}: {error}");
+            }
         }
     }
 }
@@ -60,7 +89,15 @@ pub fn run(
         keep_alive_timeout: options.keep_alive_timeout,
         header_timeout: options.header_timeout,
         body_timeout: options.body_timeout,
+        write_timeout: options.write_timeout,
+        max_request_body: options.max_request_body,
+        forwarded_allow_ips: options.forwarded_allow_ips.clone(),
+        forwarded_for: options.forwarded_for,
+        proxy_protocol: options.proxy_protocol,
+        proxy_allow_from: options.proxy_allow_from.clone(),
     });
+    // One budget of connections shared by all listeners of the worker.
+    let capacity = Arc::new(Semaphore::new(options.max_connections));
     let mut unix_paths = Vec::new();
     let result = runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate())?;
@@ -75,6 +112,7 @@ pub fn run(
             let accept = accept_loop(
                 listener,
                 settings.clone(),
+                capacity.clone(),
                 shutdown_rx.clone(),
                 alive_tx.clone(),
             )?;
@@ -105,6 +143,7 @@ pub fn run(
 fn accept_loop(
     listener: Listener,
     settings: Arc<ConnectionSettings>,
+    capacity: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) -> io::Result<impl std::future::Future<Output = ()>> {
@@ -134,6 +173,15 @@ fn accept_loop(
     let server = Arc::new(server);
     Ok(async move {
         loop {
+            // At --max-connections, stop accepting: new clients wait in the listen backlog
+            // (not refused) until a connection ends and returns its permit.
+            let permit = tokio::select! {
+                permit = capacity.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = shutdown.changed() => break,
+            };
             let accepted = tokio::select! {
                 accepted = async {
                     match &accepting {
@@ -158,6 +206,7 @@ fn accept_loop(
                     );
                     tokio::spawn(async move {
                         task.await;
+                        drop(permit);
                         drop(alive);
                     });
                 }

@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use wizgy_core::config::{Config, LogLevel, Parsed};
-use wizgy_core::listener::{Listener, DEFAULT_BACKLOG};
+use wizgy_core::listener::Listener;
 use wizgy_core::server::{self, ServerOptions};
 
 use crate::app_threads::AppThreads;
@@ -97,10 +97,11 @@ fn run(py: Python<'_>, config: &Config, source: AppSource) -> Result<(), Startup
         })?;
     }
     prepare_sys_path(py, &config.pythonpath)?;
+    server::raise_fd_limit();
     let listeners = config
         .bind
         .iter()
-        .map(|addr| Listener::bind(addr, DEFAULT_BACKLOG))
+        .map(|addr| Listener::bind(addr, config.backlog))
         .collect::<Result<Vec<_>, _>>()?;
     let app = match source {
         AppSource::Object(app) => app,
@@ -113,7 +114,7 @@ fn run(py: Python<'_>, config: &Config, source: AppSource) -> Result<(), Startup
     tracing::info!("serving with {threads} app threads");
     let shared = EnvironShared::new(py, threads > 1, false, config.root_path.clone())?;
     let (pool, dispatcher) = AppThreads::start(app, shared, threads)?;
-    let options = ServerOptions::default();
+    let options = ServerOptions::from_config(config);
     let graceful = options.graceful_timeout;
     let served = py.detach(move || {
         let served = server::run(listeners, dispatcher, options);

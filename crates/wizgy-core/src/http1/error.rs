@@ -15,6 +15,9 @@ pub enum RequestError {
     /// Too many header fields, or one field is too long.
     #[error("request header fields too large: {0}")]
     HeaderFieldsTooLarge(&'static str),
+    /// The body is larger than `--max-request-body`.
+    #[error("request body too large")]
+    PayloadTooLarge,
     /// A Transfer-Encoding other than `chunked` (RFC 9112 §6.1: a server that receives a
     /// transfer coding it does not understand responds 501).
     #[error("transfer coding not implemented")]
@@ -37,6 +40,7 @@ impl RequestError {
             RequestError::BadRequest(_) => (400, "Bad Request"),
             RequestError::UriTooLong => (414, "URI Too Long"),
             RequestError::HeaderFieldsTooLarge(_) => (431, "Request Header Fields Too Large"),
+            RequestError::PayloadTooLarge => (413, "Content Too Large"),
             RequestError::NotImplemented => (501, "Not Implemented"),
             RequestError::ExpectationFailed => (417, "Expectation Failed"),
             RequestError::VersionNotSupported => (505, "HTTP Version Not Supported"),

@@ -324,9 +324,30 @@ fn parse_head(raw: Bytes, field_count: usize) -> Result<RequestHead, RequestErro
         keep_alive: version == Version::Http11,
         expect_continue: false,
     };
+    check_method(head.method())?;
     check_target(&head)?;
     decide_framing(&mut head)?;
     Ok(head)
+}
+
+/// Methods are tokens (httparse checked that); wizgy also refuses lowercase letters, as
+/// gunicorn does: every registered method is uppercase, and `get` reaching an app that
+/// compares with `"GET"` is an ambiguity with no legitimate use (docs/compliance.md).
+fn check_method(method: &[u8]) -> Result<(), RequestError> {
+    if method.iter().any(u8::is_ascii_lowercase) {
+        return Err(RequestError::BadRequest(
+            "method contains lowercase letters",
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 9110 §7.2 / RFC 3986 §3.2.2: `uri-host [ ":" port ]`, where uri-host is an IP literal
+/// in brackets or a reg-name of unreserved, sub-delims and percent-encoded octets.
+fn is_valid_host(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
 }
 
 /// httparse says "version" both for `HTTP/2.0` and for garbage; only the former is a 505.
@@ -426,6 +447,9 @@ fn decide_framing(head: &mut RequestHead) -> Result<(), RequestError> {
             if seen_host {
                 return Err(RequestError::BadRequest("duplicate Host"));
             }
+            if !is_valid_host(value) {
+                return Err(RequestError::BadRequest("invalid Host"));
+            }
             seen_host = true;
         } else if name.eq_ignore_ascii_case(b"content-type") {
             if seen_content_type {
@@ -450,6 +474,11 @@ fn decide_framing(head: &mut RequestHead) -> Result<(), RequestError> {
                 return Err(RequestError::ExpectationFailed);
             }
         }
+    }
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+    // HTTP/1.1 request message that lacks a Host header field".
+    if !seen_host && head.version == Version::Http11 {
+        return Err(RequestError::BadRequest("missing Host"));
     }
     // Connection: close wins over keep-alive whatever the order they came in.
     if head
@@ -565,38 +594,44 @@ mod tests {
     fn malformed_heads_are_refused_with_their_status() {
         let cases: &[(&[u8], u16)] = &[
             (b"GET / HTTP/1.1\nHost: x\n\n", 400),
-            (b"GET / HTTP/1.1\r\nNewline: a\nContent-Length: 2\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nA: b\0c\r\n\r\n", 400),
-            (b"GET HTTP/1.1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nNewline: a\nContent-Length: 2\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\rc\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\0c\r\n\r\n", 400),
+            (b"GET HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             (b"GET / HTTP/2.0\r\n\r\n", 505),
             (b"GET / FTP/1.1\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nContent-Length : 3\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\n Host: x\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nContent-Length: +1\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n Host: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1,1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
                 400,
             ),
             (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
             (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
                 400,
             ),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nContent-Type: a\r\ncontent-type: b\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nExpect: something\r\n\r\n", 417),
-            (b"GET foo/bar HTTP/1.1\r\n\r\n", 400),
-            (b"GET * HTTP/1.1\r\n\r\n", 400),
-            (b"CONNECT /x HTTP/1.1\r\n\r\n", 400),
-            (b"GE:T / HTTP/1.1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Type: a\r\ncontent-type: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n", 417),
+            (b"GET foo/bar HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            (b"CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            (b"GE:T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            (b"get / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            (b"Get / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", 400),
         ];
         for (input, expected) in cases {
             assert_eq!(
@@ -609,18 +644,30 @@ mod tests {
     }
 
     #[test]
+    fn host_is_optional_on_http10_and_may_be_empty_or_bracketed() {
+        assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n"), 200);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost:\r\n\r\n"), 200);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"), 200);
+        assert_eq!(status(b"M-SEARCH * HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status(b"-BLARGH / HTTP/1.1\r\nHost: x\r\n\r\n"), 200);
+    }
+
+    #[test]
     fn valid_target_forms_are_accepted() {
-        assert_eq!(status(b"OPTIONS * HTTP/1.1\r\n\r\n"), 200);
-        assert_eq!(status(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n"), 200);
-        let head = parse_all(b"GET http://example.com/p?q HTTP/1.1\r\n\r\n")
+        assert_eq!(status(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"), 200);
+        assert_eq!(
+            status(b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            200
+        );
+        let head = parse_all(b"GET http://example.com/p?q HTTP/1.1\r\nHost: x\r\n\r\n")
             .expect("valid")
             .expect("complete");
         assert_eq!(head.path_and_query(), (&b"/p"[..], &b"q"[..]));
-        let head = parse_all(b"GET https://example.com HTTP/1.1\r\n\r\n")
+        let head = parse_all(b"GET https://example.com HTTP/1.1\r\nHost: x\r\n\r\n")
             .expect("valid")
             .expect("complete");
         assert_eq!(head.path_and_query(), (&b""[..], &b""[..]));
-        let head = parse_all(b"GET /a#frag HTTP/1.1\r\n\r\n")
+        let head = parse_all(b"GET /a#frag HTTP/1.1\r\nHost: x\r\n\r\n")
             .expect("valid")
             .expect("complete");
         assert_eq!(head.path_and_query().0, b"/a");
@@ -629,17 +676,19 @@ mod tests {
     #[test]
     fn framing_and_connection_options_are_decided() {
         let head = |input: &[u8]| parse_all(input).expect("valid").expect("complete");
-        let h = head(b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n");
+        let h = head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(12));
-        let h = head(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        let h = head(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
-        let h = head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let h = head(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert!(!h.keep_alive);
         let h = head(b"GET / HTTP/1.0\r\n\r\n");
         assert!(!h.keep_alive);
         let h = head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
         assert!(h.keep_alive);
-        let h = head(b"POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n");
+        let h = head(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
+        );
         assert!(h.expect_continue);
         let h = head(b"POST / HTTP/1.0\r\nExpect: bogus\r\nContent-Length: 1\r\n\r\n");
         assert!(!h.expect_continue);
@@ -647,20 +696,27 @@ mod tests {
 
     #[test]
     fn limits_are_enforced_before_the_line_ends() {
-        let long_target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
+        let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
         assert_eq!(status(long_target.as_bytes()), 414);
         // Refused while the line is still arriving, without waiting for its end.
         assert_eq!(status(&long_target.as_bytes()[..8500]), 414);
-        let long_field = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        let long_field = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
         assert_eq!(status(long_field.as_bytes()), 431);
-        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: 1\r\n".repeat(101));
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "X: 1\r\n".repeat(101)
+        );
         assert_eq!(status(many.as_bytes()), 431);
     }
 
     #[test]
     fn head_is_split_off_leaving_the_body() {
-        let mut buf =
-            BytesMut::from(&b"\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET"[..]);
+        let mut buf = BytesMut::from(
+            &b"\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET"[..],
+        );
         let head = HeadParser::new(Limits::default())
             .parse(&mut buf)
             .expect("valid")

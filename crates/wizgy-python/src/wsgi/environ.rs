@@ -139,11 +139,15 @@ pub fn build<'py>(
             env.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
             env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
         }
+        PeerAddr::Reported(ip) => {
+            env.set_item(intern!(py, "REMOTE_ADDR"), ip.to_string())?;
+            env.set_item(intern!(py, "REMOTE_PORT"), "")?;
+        }
         PeerAddr::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
     }
 
     env.set_item(intern!(py, "wsgi.version"), shared.version.bind(py))?;
-    env.set_item(intern!(py, "wsgi.url_scheme"), server.scheme)?;
+    env.set_item(intern!(py, "wsgi.url_scheme"), request.scheme)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     env.set_item(intern!(py, "wsgi.errors"), shared.errors.bind(py))?;
     env.set_item(intern!(py, "wsgi.multithread"), shared.multithread)?;
