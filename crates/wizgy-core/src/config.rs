@@ -155,6 +155,90 @@ pub struct Config {
     #[arg(long, value_name = "LIST", default_value = "127.0.0.1,::1", help_heading = "Proxies",
           value_parser = Networks::parse)]
     pub proxy_allow_from: Networks,
+
+    /// Worker processes forked by the supervisor.
+    #[arg(short = 'w', long, value_name = "N", default_value_t = 1, env = "WEB_CONCURRENCY",
+          help_heading = "Processes", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
+
+    /// Import the app once in the supervisor before forking (shared copy-on-write memory;
+    /// SIGHUP then does not pick up new code).
+    #[arg(long, help_heading = "Processes")]
+    pub preload: bool,
+
+    /// Recycle a worker after this many requests (0: never).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = "Processes"
+    )]
+    pub max_requests: u64,
+
+    /// Add a random 0..=J to each worker's --max-requests, so workers do not recycle together.
+    #[arg(
+        long,
+        value_name = "J",
+        default_value_t = 0,
+        help_heading = "Processes"
+    )]
+    pub max_requests_jitter: u64,
+
+    /// Recycle a worker whose resident memory exceeds this (checked every second; 0: never).
+    #[arg(long, value_name = "SIZE", default_value = "0", help_heading = "Processes",
+          value_parser = parse_size)]
+    pub max_worker_memory: u64,
+
+    /// Recycle a worker after it has run this long (0: never).
+    #[arg(long, value_name = "DURATION", default_value = "0", help_heading = "Processes",
+          value_parser = parse_duration)]
+    pub max_worker_lifetime: Duration,
+
+    /// Kill and replace a worker whose event loop has not answered for this long (0: never).
+    #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Processes",
+          value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// A request running longer than this: 504 (if no response head was sent), its Python stack
+    /// in the error log, and the worker recycled (0: never).
+    #[arg(long, value_name = "DURATION", default_value = "0", help_heading = "Processes",
+          value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long a graceful stop or reload waits for exchanges in flight before killing.
+    #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Processes",
+          value_parser = parse_duration)]
+    pub graceful_timeout: Duration,
+
+    /// After SIGTERM/SIGINT, keep serving this long before stopping (for load balancers that
+    /// deregister slowly).
+    #[arg(long, value_name = "DURATION", default_value = "0", help_heading = "Processes",
+          value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// Write the supervisor's PID to this file (removed at exit).
+    #[arg(long, value_name = "FILE", help_heading = "Processes")]
+    pub pid: Option<PathBuf>,
+
+    /// File mode creation mask for unix sockets and log files, in octal (e.g. 007).
+    #[arg(long, value_name = "OCTAL", help_heading = "Processes", value_parser = parse_umask)]
+    pub umask: Option<u32>,
+
+    /// Set SO_REUSEPORT on TCP listeners (several wizgy instances may share a port).
+    #[arg(long, help_heading = "Processes")]
+    pub reuse_port: bool,
+
+    /// Development: replace the workers when a .py file under the working directory or
+    /// --pythonpath changes.
+    #[arg(long, help_heading = "Processes")]
+    pub reload: bool,
+}
+
+fn parse_umask(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|&m| m <= 0o777)
+        .ok_or_else(|| format!("{text:?} is not an octal mode such as 022"))
 }
 
 /// Parses a duration: `500ms`, `30s`, `2m`, `1h`, or plain (possibly fractional) seconds.
@@ -383,6 +467,27 @@ mod tests {
             .contains("8.8.8.8".parse().expect("ip")));
         assert!(Networks::parse("10.0.0.0/33").is_err());
         assert!(Networks::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn process_options_parse() {
+        let config = run(&[
+            "--workers",
+            "3",
+            "--umask",
+            "007",
+            "--max-worker-memory",
+            "64MiB",
+            "a",
+        ]);
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.umask, Some(0o007));
+        assert_eq!(config.max_worker_memory, 64 << 20);
+        assert_eq!(config.timeout, Duration::from_secs(30));
+        assert!(matches!(
+            Config::parse_args(["wizgy", "--umask", "9", "a"]),
+            Parsed::UsageError(_)
+        ));
     }
 
     #[test]

@@ -401,9 +401,21 @@ impl Connection {
             known_length,
         };
         while let Some(event) = events.recv().await {
+            // The request body turned out malformed (or too large) and nothing was sent yet:
+            // whatever the app answers, the client gets the refusal (4xx, close).
+            if let Some(error) = body_error.filter(|_| !progress.head_written) {
+                if !matches!(event, AppEvent::ReadBody) {
+                    self.write_refusal(error, &mut progress);
+                    let _ = self.flush().await;
+                    self.linger().await;
+                    break;
+                }
+            }
             let result = match event {
                 AppEvent::ReadBody => {
-                    if expect_continue && !continue_sent {
+                    // RFC 9110 §10.1.1: no 100 once a final response has started; the client
+                    // sends the body anyway after its own wait.
+                    if expect_continue && !continue_sent && !progress.head_written {
                         continue_sent = true;
                         self.out.put_slice(CONTINUE);
                         if self.flush().await.is_err() {
@@ -423,10 +435,6 @@ impl Connection {
                     body: pieces,
                     end,
                 } => {
-                    if let Some(error) = body_error.filter(|_| !progress.head_written) {
-                        self.write_refusal(error, &mut progress);
-                        break;
-                    }
                     let known_length =
                         end.then(|| pieces.iter().map(|p| p.len() as u64).sum::<u64>());
                     let head_ctx = ctx(progress.keep_alive, known_length);
@@ -448,16 +456,10 @@ impl Connection {
                     self.send_file(file, offset, len, &mut progress).await
                 }
                 AppEvent::Fail => {
-                    match body_error {
-                        Some(error) if !progress.head_written => {
-                            self.write_refusal(error, &mut progress)
-                        }
-                        _ if !progress.head_written => {
-                            encode_error(500, "Internal Server Error", &mut self.out);
-                            progress.status = 500;
-                            progress.head_written = true;
-                        }
-                        _ => {}
+                    if !progress.head_written {
+                        encode_error(500, "Internal Server Error", &mut self.out);
+                        progress.status = 500;
+                        progress.head_written = true;
                     }
                     progress.keep_alive = false;
                     let _ = self.flush().await;
@@ -580,9 +582,14 @@ impl Connection {
         let count = match progress.framing {
             BodyFraming::Length(remaining) => remaining.min(len),
             BodyFraming::Empty => 0,
-            // The file's length is known, so the head never chooses these; kept total.
+            // A head sent earlier by write() chose these; the file is one more chunk.
             BodyFraming::Chunked | BodyFraming::CloseDelimited => len,
         };
+        let chunked = progress.framing == BodyFraming::Chunked && count > 0;
+        if chunked {
+            encode_chunk_size(&mut self.out, usize::try_from(count).unwrap_or(usize::MAX));
+            self.flush().await?;
+        }
         let mut position = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
         let mut left = count;
         while left > 0 {
@@ -602,11 +609,17 @@ impl Connection {
         if let BodyFraming::Length(remaining) = &mut progress.framing {
             *remaining -= count - left;
         }
-        self.finish_body(progress);
         if left > 0 {
+            // The file shrank under us: the promised length cannot be met; cut the response.
             progress.keep_alive = false;
+            progress.complete = true;
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        Ok(())
+        if chunked {
+            self.out.put_slice(b"\r\n");
+        }
+        self.finish_body(progress);
+        self.flush().await
     }
 
     fn queue(&mut self, piece: Bytes) {

@@ -3,6 +3,8 @@
 //! Layout, in the order a request meets it:
 //! - [`config`]: the command-line options, declared once (clap), shared by `serve()`.
 //! - [`listener`]: binding TCP and unix listeners before anything else starts.
+//! - [`supervisor`]: the parent process: forks workers, signals, recycling, reload.
+//! - [`reload`]: `--reload`'s file watching (inotify, no threads).
 //! - [`server`]: the worker's tokio runtime, accept loops and graceful stop.
 //! - [`connection`]: one client connection: reads heads, drives exchanges, writes responses.
 //! - [`http1`]: the strict, sans-I/O HTTP/1.1 engine (head parser, chunked codec, responses).
@@ -24,4 +26,6 @@ pub mod http1;
 pub mod listener;
 pub mod logging;
 pub mod proxy_protocol;
+pub mod reload;
 pub mod server;
+pub mod supervisor;

@@ -17,11 +17,21 @@ pub enum BindAddress {
     Tcp(String),
     /// `unix:PATH`.
     Unix(PathBuf),
+    /// `fd://N`: an already-listening socket inherited as descriptor N.
+    Fd(i32),
 }
 
 impl BindAddress {
-    /// Parses `HOST:PORT`, `[::1]:PORT`, `:PORT` (all interfaces) or `unix:PATH`.
+    /// Parses `HOST:PORT`, `[::1]:PORT`, `:PORT` (all interfaces), `unix:PATH` or `fd://N`.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(fd) = text.strip_prefix("fd://") {
+            return fd
+                .parse::<i32>()
+                .ok()
+                .filter(|&fd| fd >= 0)
+                .map(BindAddress::Fd)
+                .ok_or_else(|| format!("{text:?}: fd:// needs a descriptor number, e.g. fd://3"));
+        }
         if let Some(path) = text.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err("unix: needs a path, e.g. unix:/run/wizgy.sock".into());
@@ -48,6 +58,7 @@ impl fmt::Display for BindAddress {
         match self {
             BindAddress::Tcp(addr) => f.write_str(addr),
             BindAddress::Unix(path) => write!(f, "unix:{}", path.display()),
+            BindAddress::Fd(fd) => write!(f, "fd://{fd}"),
         }
     }
 }
@@ -56,7 +67,10 @@ impl fmt::Display for BindAddress {
 #[derive(Debug)]
 pub enum Listener {
     Tcp(StdTcpListener),
+    /// A unix socket wizgy created: its file is removed at exit.
     Unix(StdUnixListener, PathBuf),
+    /// A unix socket inherited (fd://, systemd): its file belongs to whoever created it.
+    Inherited(StdUnixListener, PathBuf),
 }
 
 /// Why a listener could not be bound.
@@ -71,8 +85,9 @@ pub enum BindError {
 }
 
 impl Listener {
-    /// Binds and listens. TCP sockets get SO_REUSEADDR (restarts do not wait for TIME_WAIT).
-    pub fn bind(addr: &BindAddress, backlog: i32) -> Result<Listener, BindError> {
+    /// Binds and listens. TCP sockets get SO_REUSEADDR (restarts do not wait for TIME_WAIT),
+    /// and SO_REUSEPORT when `reuse_port` is set.
+    pub fn bind(addr: &BindAddress, backlog: i32, reuse_port: bool) -> Result<Listener, BindError> {
         let name = addr.to_string();
         let io_err = |source: io::Error| {
             if source.kind() == io::ErrorKind::AddrInUse {
@@ -94,6 +109,9 @@ impl Listener {
                 let socket = Socket::new(Domain::for_address(socket_addr), Type::STREAM, None)
                     .map_err(io_err)?;
                 socket.set_reuse_address(true).map_err(io_err)?;
+                if reuse_port {
+                    socket.set_reuse_port(true).map_err(io_err)?;
+                }
                 if socket_addr.is_ipv6() {
                     socket.set_only_v6(true).map_err(io_err)?;
                 }
@@ -118,7 +136,77 @@ impl Listener {
                 socket.set_nonblocking(true).map_err(io_err)?;
                 Ok(Listener::Unix(socket.into(), path.clone()))
             }
+            BindAddress::Fd(fd) => Listener::from_fd(*fd).map_err(io_err),
         }
+    }
+
+    /// Adopts an inherited descriptor that must be a listening TCP or unix stream socket.
+    pub fn from_fd(fd: i32) -> io::Result<Listener> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let is_open = nix::fcntl::fcntl(
+            // SAFETY: only borrowed for this one F_GETFD call; it validates the number.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::os::fd::BorrowedFd::borrow_raw(fd)
+            },
+            nix::fcntl::FcntlArg::F_GETFD,
+        )
+        .is_ok();
+        if !is_open {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "descriptor is not open",
+            ));
+        }
+        // SAFETY: the descriptor is open (checked above) and was handed to this process to
+        // serve on (fd://N or systemd's LISTEN_FDS); nothing else in the process owns it, so the
+        // OwnedFd is its single owner.
+        #[allow(unsafe_code)]
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let socket = Socket::from(owned);
+        if !socket.is_listener().unwrap_or(false) || socket.r#type()? != Type::STREAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "descriptor is not a listening stream socket",
+            ));
+        }
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        if local.is_unix() {
+            let path = local.as_pathname().map(PathBuf::from).unwrap_or_default();
+            // Not ours to remove at exit: whoever created the socket file owns it.
+            Ok(Listener::Inherited(socket.into(), path))
+        } else {
+            Ok(Listener::Tcp(socket.into()))
+        }
+    }
+
+    /// The listeners systemd passed by socket activation (`LISTEN_PID` names this process,
+    /// `LISTEN_FDS` counts descriptors from 3). The variables are removed so that workers and
+    /// the app do not take the descriptors for their own.
+    pub fn from_systemd() -> Result<Vec<Listener>, BindError> {
+        let pid_matches = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| p == std::process::id());
+        let count = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.parse::<i32>().ok())
+            .unwrap_or(0);
+        if !pid_matches || count <= 0 {
+            return Ok(Vec::new());
+        }
+        for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+            std::env::remove_var(name);
+        }
+        (3..3 + count)
+            .map(|fd| {
+                Listener::from_fd(fd).map_err(|source| BindError::Io {
+                    addr: format!("systemd fd {fd}"),
+                    source,
+                })
+            })
+            .collect()
     }
 
     /// The URL this listener is reachable at, with the real port (`listening on` line).
@@ -129,7 +217,9 @@ impl Listener {
                 Ok(a) => format!("http://{a}"),
                 Err(_) => "http://?".into(),
             },
-            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+            Listener::Unix(_, path) | Listener::Inherited(_, path) => {
+                format!("unix:{}", path.display())
+            }
         }
     }
 }
@@ -156,7 +246,16 @@ mod tests {
             BindAddress::parse("unix:/tmp/x.sock"),
             Ok(BindAddress::Unix("/tmp/x.sock".into()))
         );
-        for bad in ["nonsense", "host:port", "1.2.3.4:70000", "unix:", "[::1:80"] {
+        assert_eq!(BindAddress::parse("fd://3"), Ok(BindAddress::Fd(3)));
+        for bad in [
+            "nonsense",
+            "host:port",
+            "1.2.3.4:70000",
+            "unix:",
+            "[::1:80",
+            "fd://x",
+            "fd://-1",
+        ] {
             assert!(BindAddress::parse(bad).is_err(), "{bad}");
         }
     }

@@ -5,12 +5,18 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use crate::config::LogLevel;
 
-type Sink = Mutex<Box<dyn Write + Send>>;
+/// An open log and the path it was opened from (`-` for stdout/stderr), for reopening.
+struct Log {
+    writer: Box<dyn Write + Send>,
+    path: PathBuf,
+}
+
+type Sink = Mutex<Log>;
 
 static ERROR_LOG: OnceLock<Sink> = OnceLock::new();
 static ACCESS_LOG: OnceLock<Option<Sink>> = OnceLock::new();
@@ -27,8 +33,11 @@ fn open(path: &Path, dash: fn() -> Box<dyn Write + Send>) -> io::Result<Box<dyn 
 /// calls (a second `serve()` in one process) keep the first configuration.
 pub fn init(level: LogLevel, error_log: &Path, access_log: Option<&Path>) -> io::Result<()> {
     if ERROR_LOG.get().is_none() {
-        let sink = open(error_log, || Box::new(io::stderr()))?;
-        let _ = ERROR_LOG.set(Mutex::new(sink));
+        let writer = open(error_log, || Box::new(io::stderr()))?;
+        let _ = ERROR_LOG.set(Mutex::new(Log {
+            writer,
+            path: error_log.to_owned(),
+        }));
         let _ = tracing_subscriber::fmt()
             .with_max_level(level.as_tracing())
             .with_target(false)
@@ -38,7 +47,10 @@ pub fn init(level: LogLevel, error_log: &Path, access_log: Option<&Path>) -> io:
     }
     if ACCESS_LOG.get().is_none() {
         let sink = match access_log {
-            Some(path) => Some(Mutex::new(open(path, || Box::new(io::stdout()))?)),
+            Some(path) => Some(Mutex::new(Log {
+                writer: open(path, || Box::new(io::stdout()))?,
+                path: path.to_owned(),
+            })),
             None => None,
         };
         let _ = ACCESS_LOG.set(sink);
@@ -51,8 +63,8 @@ pub fn write_error_log(text: &[u8]) {
     match ERROR_LOG.get() {
         Some(sink) => {
             let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = sink.write_all(text);
-            let _ = sink.flush();
+            let _ = sink.writer.write_all(text);
+            let _ = sink.writer.flush();
         }
         None => {
             let _ = io::stderr().write_all(text);
@@ -83,8 +95,26 @@ pub fn access_log_enabled() -> bool {
 pub fn write_access_log(line: &[u8]) {
     if let Some(Some(sink)) = ACCESS_LOG.get() {
         let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = sink.write_all(line);
-        let _ = sink.flush();
+        let _ = sink.writer.write_all(line);
+        let _ = sink.writer.flush();
+    }
+}
+
+/// Reopens the log files at their paths (SIGUSR1, after logrotate moved them).
+pub fn reopen() {
+    let sinks = [ERROR_LOG.get(), ACCESS_LOG.get().and_then(Option::as_ref)];
+    for sink in sinks.into_iter().flatten() {
+        let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+        if log.path.as_os_str() == "-" {
+            continue;
+        }
+        match OpenOptions::new().create(true).append(true).open(&log.path) {
+            Ok(file) => log.writer = Box::new(file),
+            Err(error) => {
+                let message = format!("cannot reopen {}: {error}\n", log.path.display());
+                let _ = log.writer.write_all(message.as_bytes());
+            }
+        }
     }
 }
 

@@ -161,7 +161,7 @@ fn accept_loop(
             };
             (Accepting::Tcp(TcpListener::from_std(l)?), info)
         }
-        Listener::Unix(l, _) => {
+        Listener::Unix(l, _) | Listener::Inherited(l, _) => {
             let info = ServerInfo {
                 name: "localhost".into(),
                 port: String::new(),

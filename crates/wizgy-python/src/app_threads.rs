@@ -74,7 +74,12 @@ impl AppThreads {
 fn serve(app: &Py<PyAny>, shared: &EnvironShared, queue: &Receiver<Exchange>) {
     Python::attach(|py| {
         while let Ok(work) = py.detach(|| queue.recv()) {
-            exchange::run(py, app, shared, work);
+            // A bug on our side must not take an app thread with it: the exchange's channels
+            // are dropped with it, so its connection answers 500, and the thread goes on.
+            let run = std::panic::AssertUnwindSafe(|| exchange::run(py, app, shared, work));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!("internal error while running an exchange (see the panic above)");
+            }
         }
     });
 }

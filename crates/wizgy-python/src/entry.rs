@@ -101,7 +101,7 @@ fn run(py: Python<'_>, config: &Config, source: AppSource) -> Result<(), Startup
     let listeners = config
         .bind
         .iter()
-        .map(|addr| Listener::bind(addr, config.backlog))
+        .map(|addr| Listener::bind(addr, config.backlog, config.reuse_port))
         .collect::<Result<Vec<_>, _>>()?;
     let app = match source {
         AppSource::Object(app) => app,
@@ -115,11 +115,12 @@ fn run(py: Python<'_>, config: &Config, source: AppSource) -> Result<(), Startup
     let shared = EnvironShared::new(py, threads > 1, false, config.root_path.clone())?;
     let (pool, dispatcher) = AppThreads::start(app, shared, threads)?;
     let options = ServerOptions::from_config(config);
-    let graceful = options.graceful_timeout;
     let served = py.detach(move || {
         let served = server::run(listeners, dispatcher, options);
         // The dispatcher is dropped with the runtime, so the app threads now run out of work.
-        pool.join(graceful);
+        // The graceful timeout has already been spent waiting for their exchanges: a thread
+        // still busy now is stuck, and is left to process exit.
+        pool.join(APP_THREAD_GRACE);
         served
     });
     // Our signal handling saw SIGINT; drop the KeyboardInterrupt Python queued for it too.
@@ -174,3 +175,6 @@ fn load_app(py: Python<'_>, spec: &str, level: LogLevel) -> Result<Py<PyAny>, St
         }
     }
 }
+
+/// How long app threads get to finish after the server loop has ended.
+const APP_THREAD_GRACE: std::time::Duration = std::time::Duration::from_secs(1);

@@ -14,7 +14,7 @@ use super::Version;
 /// Why a status or header from the app was refused; becomes an exception in the app.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ResponseError {
-    #[error("invalid status {0:?}: expected 'NNN Reason' with a 3-digit code from 100 to 599")]
+    #[error("invalid status {0:?}: expected 'NNN Reason' with a 3-digit code from 200 to 599 (WSGI has no interim responses)")]
     InvalidStatus(String),
     #[error("invalid header name {0:?}: must be an RFC 9110 token")]
     InvalidHeaderName(String),
@@ -66,7 +66,9 @@ impl ResponseHead {
             return Err(invalid());
         }
         let code: u16 = status[..3].parse().map_err(|_| invalid())?;
-        if !(100..=599).contains(&code) {
+        // PEP 3333 has no interim (1xx) responses: a 1xx here would be sent as final and leave
+        // the client waiting for the real one.
+        if !(200..=599).contains(&code) {
             return Err(invalid());
         }
         let reason = latin1_bytes(&status[4..]).ok_or_else(invalid)?;
@@ -204,9 +206,11 @@ pub fn encode_head(
     }
     match framing {
         BodyFraming::Length(n) => write_content_length(out, n),
-        // A HEAD response carries the length the GET would have had (RFC 9110 §9.3.2).
+        // A HEAD response carries the length the GET would have had (RFC 9110 §9.3.2), which
+        // only the app can know: frameworks answer HEAD with an empty body, so a length
+        // computed from it would be a wrong 0.
         BodyFraming::Empty if ctx.is_head_request && !head.is_bodiless_status() => {
-            if let Some(n) = head.content_length.or(ctx.known_length) {
+            if let Some(n) = head.content_length {
                 write_content_length(out, n);
             }
         }
@@ -283,6 +287,9 @@ mod tests {
             "099 X",
             "200 OK\r\nX: y",
             "200 O\0K",
+            "100 Continue",
+            "101 Switching Protocols",
+            "600 X",
         ] {
             assert!(ResponseHead::new(bad).is_err(), "{bad:?}");
         }
@@ -356,6 +363,18 @@ mod tests {
         let (text, framing, _) = encode(&head, c);
         assert_eq!(framing, BodyFraming::Empty);
         assert!(text.contains("Content-Length: 13\r\n"), "{text}");
+    }
+
+    #[test]
+    fn head_response_never_computes_a_length_from_the_empty_body() {
+        let head = ResponseHead::new("200 OK").expect("valid");
+        let mut c = ctx(Version::Http11);
+        c.is_head_request = true;
+        c.known_length = Some(0);
+        let (text, framing, keep) = encode(&head, c);
+        assert_eq!(framing, BodyFraming::Empty);
+        assert!(keep);
+        assert!(!text.contains("Content-Length"), "{text}");
     }
 
     #[test]

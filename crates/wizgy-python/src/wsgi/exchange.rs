@@ -14,7 +14,7 @@ use wizgy_core::exchange::Exchange;
 use super::environ::{self, EnvironShared};
 use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
-use super::start_response::StartResponse;
+use super::start_response::{self, StartResponse};
 use super::{chunk_to_bytes, ClientDisconnected};
 
 /// Runs `exchange` through `app`. Never raises: every outcome is reported to the connection.
@@ -41,7 +41,7 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, shared: &EnvironShared, exchange: Ex
             let what = String::from_utf8_lossy(request.head.target()).into_owned();
             log_app_error(py, &err, &what);
         }
-        start.borrow_mut().fail(py);
+        start_response::fail(&start);
     }
 }
 
@@ -80,11 +80,13 @@ fn drain(
     result: &Bound<'_, PyAny>,
     start: &Bound<'_, StartResponse>,
 ) -> PyResult<()> {
+    // sendfile only when the file is the whole body: after write() the head is out, and the
+    // file is then iterated like any other body (framed by the connection).
     if let Ok(wrapper) = result.cast::<FileWrapper>() {
-        if let Some(parts) = wrapper.borrow().sendfile_parts(py)? {
-            return start
-                .borrow_mut()
-                .send_file(py, parts.file, parts.offset, parts.len);
+        if !start.try_borrow()?.is_head_sent() {
+            if let Some(parts) = wrapper.borrow().sendfile_parts(py)? {
+                return start_response::send_file(start, parts.file, parts.offset, parts.len);
+            }
         }
     }
     if let Ok(list) = result.cast::<PyList>() {
@@ -92,23 +94,23 @@ fn drain(
             .iter()
             .map(|item| chunk_to_bytes(&item))
             .collect::<PyResult<Vec<Bytes>>>()?;
-        return start.borrow_mut().send(py, pieces, true);
+        return start_response::send(start, pieces, true);
     }
     if let Ok(tuple) = result.cast::<PyTuple>() {
         let pieces = tuple
             .iter()
             .map(|item| chunk_to_bytes(&item))
             .collect::<PyResult<Vec<Bytes>>>()?;
-        return start.borrow_mut().send(py, pieces, true);
+        return start_response::send(start, pieces, true);
     }
     for item in result.try_iter()? {
         let chunk = chunk_to_bytes(&item?)?;
         // PEP 3333: the head waits for the first non-empty chunk, so empty ones are skipped.
         if !chunk.is_empty() {
-            start.borrow_mut().send(py, vec![chunk], false)?;
+            start_response::send(start, vec![chunk], false)?;
         }
     }
-    start.borrow_mut().send(py, Vec::new(), true)
+    start_response::send(start, Vec::new(), true)
 }
 
 /// Writes the exception and its traceback to the error log.

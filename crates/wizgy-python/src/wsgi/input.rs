@@ -21,6 +21,9 @@ pub struct WsgiInput {
     pending: bool,
     events: mpsc::Sender<AppEvent>,
     body: mpsc::Receiver<BodyPiece>,
+    /// Why the body cannot be read; raised again by every later read, so an app never takes
+    /// a cut-off body for a complete one.
+    error: Option<&'static str>,
 }
 
 impl WsgiInput {
@@ -35,30 +38,38 @@ impl WsgiInput {
             pending,
             events,
             body,
+            error: None,
         }
     }
 
     /// Fetches the next piece into `buf`. Returns false at the end of the body.
     fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
         while self.buf.is_empty() {
+            if let Some(reason) = self.error {
+                return Err(ClientDisconnected::new_err(reason));
+            }
             if !self.pending {
                 return Ok(false);
             }
-            if let Err(e) = send_event(py, &self.events, AppEvent::ReadBody) {
-                self.pending = false;
-                return Err(e);
+            if send_event(py, &self.events, AppEvent::ReadBody).is_err() {
+                self.fail("client disconnected before the body was complete");
+                continue;
             }
             let body = &mut self.body;
             match py.detach(|| body.blocking_recv()) {
                 Some(BodyPiece::Data(data)) => self.buf = data,
-                Some(BodyPiece::End) | None => self.pending = false,
-                Some(BodyPiece::Error(reason)) => {
-                    self.pending = false;
-                    return Err(ClientDisconnected::new_err(reason));
-                }
+                Some(BodyPiece::End) => self.pending = false,
+                // The connection is gone before saying the body ended: it did not.
+                None => self.fail("client disconnected before the body was complete"),
+                Some(BodyPiece::Error(reason)) => self.fail(reason),
             }
         }
         Ok(true)
+    }
+
+    fn fail(&mut self, reason: &'static str) {
+        self.pending = false;
+        self.error = Some(reason);
     }
 
     /// Reads up to `limit` bytes (all when `None`), stopping after `\n` when `line` is set.

@@ -71,12 +71,12 @@ impl StartResponse {
     }
 
     /// The `write(data)` callable: sends `data` at once (PEP 3333's imperative API).
-    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let chunk = chunk_to_bytes(data)?;
-        if chunk.is_empty() && self.head_sent {
+        if chunk.is_empty() && slf.borrow().head_sent {
             return Ok(());
         }
-        self.send(py, vec![chunk], false)
+        send(slf, vec![chunk], false)
     }
 }
 
@@ -115,7 +115,67 @@ fn build_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     Ok(head)
 }
 
+/// Sends body pieces (and the head, the first time); `end` completes the response.
+///
+/// The object is borrowed only to take the head and update the state, never while waiting for
+/// room in the channel (which releases the GIL): another thread of the app may call write()
+/// meanwhile, and must find the object free.
+pub fn send(start: &Bound<'_, StartResponse>, body: Vec<Bytes>, end: bool) -> PyResult<()> {
+    let (events, head) = {
+        let mut this = start.try_borrow_mut()?;
+        if this.finished {
+            return Ok(());
+        }
+        let head = this.take_head()?;
+        this.finished = end;
+        (this.events.clone(), head)
+    };
+    send_event(start.py(), &events, AppEvent::Send { head, body, end })
+}
+
+/// Sends a file with sendfile; completes the response.
+pub fn send_file(
+    start: &Bound<'_, StartResponse>,
+    file: File,
+    offset: u64,
+    len: u64,
+) -> PyResult<()> {
+    let (events, head) = {
+        let mut this = start.try_borrow_mut()?;
+        let head = this.take_head()?;
+        this.finished = true;
+        (this.events.clone(), head)
+    };
+    send_event(
+        start.py(),
+        &events,
+        AppEvent::SendFile {
+            head,
+            file,
+            offset,
+            len,
+        },
+    )
+}
+
+/// Reports an app failure: a 500 if nothing was sent, otherwise the connection is cut.
+pub fn fail(start: &Bound<'_, StartResponse>) {
+    let events = match start.try_borrow_mut() {
+        Ok(mut this) if !this.finished => {
+            this.finished = true;
+            this.events.clone()
+        }
+        _ => return,
+    };
+    let _ = send_event(start.py(), &events, AppEvent::Fail);
+}
+
 impl StartResponse {
+    /// Whether the response head has been handed to the connection.
+    pub fn is_head_sent(&self) -> bool {
+        self.head_sent
+    }
+
     pub fn new(events: mpsc::Sender<AppEvent>) -> Self {
         StartResponse {
             events,
@@ -136,39 +196,5 @@ impl StartResponse {
         })?;
         self.head_sent = true;
         Ok(Some(head))
-    }
-
-    /// Sends body pieces (and the head, the first time); `end` completes the response.
-    pub fn send(&mut self, py: Python<'_>, body: Vec<Bytes>, end: bool) -> PyResult<()> {
-        if self.finished {
-            return Ok(());
-        }
-        let head = self.take_head()?;
-        self.finished = end;
-        send_event(py, &self.events, AppEvent::Send { head, body, end })
-    }
-
-    /// Sends a file with sendfile; completes the response.
-    pub fn send_file(&mut self, py: Python<'_>, file: File, offset: u64, len: u64) -> PyResult<()> {
-        let head = self.take_head()?;
-        self.finished = true;
-        send_event(
-            py,
-            &self.events,
-            AppEvent::SendFile {
-                head,
-                file,
-                offset,
-                len,
-            },
-        )
-    }
-
-    /// Reports an app failure: a 500 if nothing was sent, otherwise the connection is cut.
-    pub fn fail(&mut self, py: Python<'_>) {
-        if !self.finished {
-            self.finished = true;
-            let _ = send_event(py, &self.events, AppEvent::Fail);
-        }
     }
 }
