@@ -24,14 +24,14 @@ pub struct Config {
     #[arg(value_name = "APP")]
     pub app: Option<String>,
 
-    /// Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH. Repeat to listen on several.
-    /// Port 0 picks a free port (printed at start).
+    /// Address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N. Repeat to listen on
+    /// several. Port 0 picks a free port (printed at start). Default: 127.0.0.1:8000, unless
+    /// systemd passed sockets (LISTEN_FDS).
     #[arg(
         short = 'b',
         long = "bind",
         value_name = "ADDRESS",
         value_parser = BindAddress::parse,
-        default_value = "127.0.0.1:8000",
         env = "WIZGY_BIND",
     )]
     pub bind: Vec<BindAddress>,
@@ -99,7 +99,7 @@ pub struct Config {
     /// Largest request body (Content-Length up front, or chunked as it grows); larger is
     /// answered 413. Sizes: 1000, 64KiB, 1MiB, 1GiB (KB/MB/GB are powers of 1000).
     #[arg(long, value_name = "SIZE", default_value = "1GiB", help_heading = "Limits",
-          value_parser = parse_size)]
+          value_parser = parse_size, allow_hyphen_values = true)]
     pub max_request_body: u64,
 
     /// Most open connections per worker; past it new ones wait in the listen backlog.
@@ -115,25 +115,25 @@ pub struct Config {
     /// A request head not complete this long after its first byte is answered 408.
     /// Durations: 500ms, 30s, 2m, or plain seconds.
     #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Timeouts",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, allow_hyphen_values = true)]
     pub header_timeout: Duration,
 
     /// Idle time allowed before a request starts (between keep-alive requests, and on a new
     /// connection); then the connection closes quietly.
     #[arg(long, value_name = "DURATION", default_value = "5s", help_heading = "Timeouts",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, allow_hyphen_values = true)]
     pub keep_alive: Duration,
 
     /// No request-body progress for this long while the app reads: the connection closes and
     /// the app's read raises.
     #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Timeouts",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, allow_hyphen_values = true)]
     pub body_timeout: Duration,
 
     /// A response write making no progress for this long (the client stopped reading): the
     /// connection closes and the app's response is closed.
     #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Timeouts",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, allow_hyphen_values = true)]
     pub write_timeout: Duration,
 
     /// Peers trusted to set the scheme (X-Forwarded-Proto, X-Forwarded-Ssl, Forwarded) and,
@@ -186,34 +186,34 @@ pub struct Config {
 
     /// Recycle a worker whose resident memory exceeds this (checked every second; 0: never).
     #[arg(long, value_name = "SIZE", default_value = "0", help_heading = "Processes",
-          value_parser = parse_size)]
+          value_parser = parse_size, allow_hyphen_values = true)]
     pub max_worker_memory: u64,
 
     /// Recycle a worker after it has run this long (0: never).
     #[arg(long, value_name = "DURATION", default_value = "0", help_heading = "Processes",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, allow_hyphen_values = true)]
     pub max_worker_lifetime: Duration,
 
     /// Kill and replace a worker whose event loop has not answered for this long (0: never).
     #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Processes",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Duration,
 
     /// A request running longer than this: 504 (if no response head was sent), its Python stack
     /// in the error log, and the worker recycled (0: never).
     #[arg(long, value_name = "DURATION", default_value = "0", help_heading = "Processes",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, allow_hyphen_values = true)]
     pub request_timeout: Duration,
 
     /// How long a graceful stop or reload waits for exchanges in flight before killing.
     #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Processes",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, allow_hyphen_values = true)]
     pub graceful_timeout: Duration,
 
     /// After SIGTERM/SIGINT, keep serving this long before stopping (for load balancers that
     /// deregister slowly).
     #[arg(long, value_name = "DURATION", default_value = "0", help_heading = "Processes",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, allow_hyphen_values = true)]
     pub shutdown_delay: Duration,
 
     /// Write the supervisor's PID to this file (removed at exit).
@@ -240,6 +240,9 @@ fn parse_umask(text: &str) -> Result<u32, String> {
         .filter(|&m| m <= 0o777)
         .ok_or_else(|| format!("{text:?} is not an octal mode such as 022"))
 }
+
+/// Where wizgy listens when neither --bind nor systemd says.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
 /// Parses a duration: `500ms`, `30s`, `2m`, `1h`, or plain (possibly fractional) seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -439,7 +442,10 @@ mod tests {
     #[test]
     fn defaults_are_documented_values() {
         let config = run(&["app:app"]);
-        assert_eq!(config.bind, vec![BindAddress::Tcp("127.0.0.1:8000".into())]);
+        assert!(
+            config.bind.is_empty(),
+            "the default is applied after systemd sockets"
+        );
         assert_eq!(config.threads, 64);
         assert_eq!(config.log_level, LogLevel::Info);
         assert_eq!(config.root_path, "");

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ use crate::http1::response::{
 use crate::http1::{Framing, HeadParser, Limits, RequestError, RequestHead};
 use crate::logging;
 use crate::proxy_protocol::{self, ProxyHeader};
+use crate::supervisor::{message, WorkerLink};
 
 /// Settings shared by every connection of a worker.
 pub struct ConnectionSettings {
@@ -50,6 +52,14 @@ pub struct ConnectionSettings {
     /// Whether connections from `proxy_allow_from` start with a PROXY protocol header.
     pub proxy_protocol: bool,
     pub proxy_allow_from: Networks,
+    /// A request running longer is answered 504 (if nothing was sent yet) and cut.
+    pub request_timeout: Option<Duration>,
+    /// Requests after which the worker asks the supervisor to replace it (0: never).
+    pub max_requests: u64,
+    /// Exchanges started by this worker.
+    pub requests: AtomicU64,
+    /// The pipe to the supervisor, when running as a worker.
+    pub link: Option<WorkerLink>,
 }
 
 /// A client socket: TCP or unix.
@@ -400,7 +410,36 @@ impl Connection {
             keep_alive,
             known_length,
         };
-        while let Some(event) = events.recv().await {
+        let deadline = self
+            .settings
+            .request_timeout
+            .map(|t| tokio::time::Instant::now() + t);
+        let served = self.settings.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if served == self.settings.max_requests {
+            if let Some(link) = &self.settings.link {
+                link.send(message::MAX_REQUESTS);
+            }
+        }
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                () = sleep_until_or_never(deadline) => {
+                    // --request-timeout: the app thread is stuck; its stack is logged and the
+                    // worker recycled on the app side. The client is not kept waiting.
+                    tracing::warn!("request timed out: answering 504");
+                    if !progress.head_written {
+                        encode_error(504, "Gateway Timeout", &mut self.out);
+                        progress.status = 504;
+                        progress.head_written = true;
+                        let _ = self.flush().await;
+                    }
+                    progress.keep_alive = false;
+                    break;
+                }
+            };
+            let Some(event) = event else {
+                break;
+            };
             // The request body turned out malformed (or too large) and nothing was sent yet:
             // whatever the app answers, the client gets the refusal (4xx, close).
             if let Some(error) = body_error.filter(|_| !progress.head_written) {
@@ -739,6 +778,14 @@ impl Connection {
         if let Some(record) = access {
             logging::write_access_log(record.line(progress.status, progress.body_bytes).as_bytes());
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

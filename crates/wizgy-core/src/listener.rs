@@ -209,6 +209,23 @@ impl Listener {
             .collect()
     }
 
+    /// A second handle on the same listening socket (dup), for a worker to own.
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(match self {
+            Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
+            Listener::Unix(l, path) => Listener::Unix(l.try_clone()?, path.clone()),
+            Listener::Inherited(l, path) => Listener::Inherited(l.try_clone()?, path.clone()),
+        })
+    }
+
+    /// The socket file to remove when wizgy exits (only for sockets wizgy created).
+    pub fn owned_socket_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Listener::Unix(_, path) => Some(path),
+            _ => None,
+        }
+    }
+
     /// The URL this listener is reachable at, with the real port (`listening on` line).
     pub fn url(&self) -> String {
         match self {

@@ -5,6 +5,7 @@
 //! this module's business: it only sees the [`Dispatch`] it is given.
 
 use std::io;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::connection::{self, ConnectionSettings, Stream};
 use crate::exchange::{Dispatch, PeerAddr, ServerInfo};
 use crate::http1::Limits;
 use crate::listener::Listener;
+use crate::supervisor::{message, WorkerLink};
 
 /// Worker settings beyond the listeners and the dispatcher (all from the command line).
 #[derive(Debug, Clone)]
@@ -33,8 +35,14 @@ pub struct ServerOptions {
     pub forwarded_for: bool,
     pub proxy_protocol: bool,
     pub proxy_allow_from: Networks,
-    /// How long a graceful stop waits for exchanges in flight. Default: 30s (TODO(#4): option).
+    /// How long a graceful stop waits for exchanges in flight.
     pub graceful_timeout: Duration,
+    /// A request running longer is answered 504 (if nothing was sent) and the worker recycled.
+    pub request_timeout: Option<Duration>,
+    /// Requests after which this worker asks to be recycled (0: never).
+    pub max_requests: u64,
+    /// The pipe to the supervisor, when running as a worker.
+    pub link: Option<WorkerLink>,
 }
 
 impl ServerOptions {
@@ -55,10 +63,16 @@ impl ServerOptions {
             forwarded_for: config.forwarded_for,
             proxy_protocol: config.proxy_protocol,
             proxy_allow_from: config.proxy_allow_from.clone(),
-            graceful_timeout: Duration::from_secs(30),
+            graceful_timeout: config.graceful_timeout,
+            request_timeout: (!config.request_timeout.is_zero()).then_some(config.request_timeout),
+            max_requests: config.max_requests,
+            link: None,
         }
     }
 }
+
+/// How often a worker tells the supervisor its event loop is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Raises this process's open-file limit to its hard limit: every connection is a descriptor,
 /// and the usual soft limit (1024) would cap a worker far below `--max-connections`.
@@ -95,20 +109,25 @@ pub fn run(
         forwarded_for: options.forwarded_for,
         proxy_protocol: options.proxy_protocol,
         proxy_allow_from: options.proxy_allow_from.clone(),
+        request_timeout: options.request_timeout,
+        max_requests: options.max_requests,
+        requests: AtomicU64::new(0),
+        link: options.link.clone(),
     });
     // One budget of connections shared by all listeners of the worker.
     let capacity = Arc::new(Semaphore::new(options.max_connections));
-    let mut unix_paths = Vec::new();
+    let link = options.link.clone();
     let result = runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut reopen = signal(SignalKind::user_defined1())?;
+        // Reloads are the supervisor's business: a worker ignores a stray SIGHUP (the default
+        // action would kill it).
+        let mut hangup = signal(SignalKind::hangup())?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         // Every connection holds a clone; recv() returns None once they have all ended.
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         for listener in listeners {
-            if let Listener::Unix(_, path) = &listener {
-                unix_paths.push(path.clone());
-            }
             let accept = accept_loop(
                 listener,
                 settings.clone(),
@@ -119,9 +138,30 @@ pub fn run(
             tokio::spawn(accept);
         }
         drop(alive_tx);
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM: stopping gracefully"),
-            _ = interrupt.recv() => tracing::info!("SIGINT: stopping gracefully"),
+        if let Some(link) = link {
+            // Ready once every accept loop runs; then a heartbeat proves the loop is alive.
+            link.send(message::READY);
+            tokio::spawn(async move {
+                let mut beat = tokio::time::interval(HEARTBEAT);
+                loop {
+                    beat.tick().await;
+                    link.send(message::HEARTBEAT);
+                }
+            });
+        }
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => {
+                    tracing::debug!("SIGTERM: worker stopping gracefully");
+                    break;
+                }
+                _ = interrupt.recv() => {
+                    tracing::debug!("SIGINT: worker stopping gracefully");
+                    break;
+                }
+                _ = reopen.recv() => crate::logging::reopen(),
+                _ = hangup.recv() => {}
+            }
         }
         let _ = shutdown_tx.send(true);
         if tokio::time::timeout(options.graceful_timeout, alive_rx.recv())
@@ -133,9 +173,6 @@ pub fn run(
         io::Result::Ok(())
     });
     runtime.shutdown_timeout(Duration::from_millis(100));
-    for path in unix_paths {
-        let _ = std::fs::remove_file(path);
-    }
     result
 }
 
@@ -218,4 +255,9 @@ fn accept_loop(
             }
         }
     })
+}
+
+/// Sets the process's file mode creation mask (`--umask`).
+pub fn set_umask(mask: u32) {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
 }

@@ -72,6 +72,9 @@ pub struct SupervisorOptions {
     pub max_worker_lifetime: Option<Duration>,
     /// `--reload`: directories to watch for changed `.py` files.
     pub reload_dirs: Option<Vec<PathBuf>>,
+    /// Logged once the first worker is ready (`listening on ...`), so that an app that cannot
+    /// load fails with its one error line and nothing that suggests it is being served.
+    pub announce: Vec<String>,
 }
 
 /// Why the supervisor gave up.
@@ -345,6 +348,9 @@ impl Supervisor {
                         message::READY if !worker.ready => {
                             worker.ready = true;
                             worker.last_beat = Instant::now();
+                            for line in self.options.announce.drain(..) {
+                                tracing::info!("{line}");
+                            }
                             tracing::info!("worker {} booted", worker.pid);
                         }
                         message::HEARTBEAT => worker.last_beat = Instant::now(),
@@ -388,12 +394,16 @@ impl Supervisor {
                 }
                 _ => "ended".to_owned(),
             };
-            if expected {
+            let load_failed = code == Some(EXIT_APP_LOAD_FAILED) && !worker.ready;
+            if load_failed {
+                // The worker has reported why, in one line.
+                tracing::debug!("worker {pid} {how}");
+            } else if expected {
                 tracing::info!("worker {pid} {how}");
             } else {
                 tracing::warn!("worker {pid} {how}");
             }
-            if code == Some(EXIT_APP_LOAD_FAILED) && !worker.ready {
+            if load_failed {
                 self.boot_failed();
             } else if !worker.ready && !expected {
                 self.respawn_after = Some(Instant::now() + RESPAWN_BACKOFF);

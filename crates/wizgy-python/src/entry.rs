@@ -8,16 +8,17 @@ use std::path::Path;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
-use wizgy_core::config::{Config, LogLevel, Parsed};
-use wizgy_core::listener::Listener;
+use wizgy_core::config::{Config, LogLevel, Parsed, DEFAULT_BIND};
+use wizgy_core::listener::{BindAddress, Listener};
 use wizgy_core::server::{self, ServerOptions};
+use wizgy_core::supervisor::{supervise, SupervisorError, SupervisorOptions};
 
-use crate::app_threads::AppThreads;
-use crate::wsgi::environ::EnvironShared;
+use crate::worker::{self, serve_in_process, Host};
 use crate::wsgi::exchange::format_traceback;
 
-/// Why the server could not start: the one line the user sees (after `wizgy: error: `).
-struct StartupError(String);
+/// Why the server could not start: the one line the user sees (after `wizgy: error: `); empty
+/// when it has already been shown (a worker printed it).
+pub struct StartupError(pub String);
 
 impl<E: std::fmt::Display> From<E> for StartupError {
     fn from(error: E) -> Self {
@@ -58,7 +59,9 @@ pub fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
     match run(py, &config, AppSource::Spec(spec)) {
         Ok(()) => 0,
         Err(StartupError(message)) => {
-            eprintln!("wizgy: error: {message}");
+            if !message.is_empty() {
+                eprintln!("wizgy: error: {message}");
+            }
             1
         }
     }
@@ -80,8 +83,13 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, argv: Vec<String>) -> PyResult<()> 
             "serve() takes the app object, not an APP spec",
         ));
     }
-    run(py, &config, AppSource::Object(app))
-        .map_err(|StartupError(message)| PyOSError::new_err(message))
+    run(py, &config, AppSource::Object(app)).map_err(|StartupError(message)| {
+        PyOSError::new_err(if message.is_empty() {
+            "the app could not be served".to_owned()
+        } else {
+            message
+        })
+    })
 }
 
 fn run(py: Python<'_>, config: &Config, source: AppSource) -> Result<(), StartupError> {
@@ -91,6 +99,9 @@ fn run(py: Python<'_>, config: &Config, source: AppSource) -> Result<(), Startup
         config.access_log.as_deref(),
     )
     .map_err(|e| StartupError(format!("cannot open log file: {e}")))?;
+    if let Some(mask) = config.umask {
+        server::set_umask(mask);
+    }
     if let Some(dir) = &config.chdir {
         std::env::set_current_dir(dir).map_err(|e| {
             StartupError(format!("cannot change directory to {}: {e}", dir.display()))
@@ -98,34 +109,119 @@ fn run(py: Python<'_>, config: &Config, source: AppSource) -> Result<(), Startup
     }
     prepare_sys_path(py, &config.pythonpath)?;
     server::raise_fd_limit();
-    let listeners = config
-        .bind
-        .iter()
-        .map(|addr| Listener::bind(addr, config.backlog, config.reuse_port))
-        .collect::<Result<Vec<_>, _>>()?;
-    let app = match source {
-        AppSource::Object(app) => app,
-        AppSource::Spec(spec) => load_app(py, &spec, config.log_level)?,
-    };
-    for listener in &listeners {
-        tracing::info!("listening on {}", listener.url());
+    let listeners = bind_listeners(config)?;
+    let pid_file = PidFile::create(config.pid.as_deref())?;
+    let result = serve_listeners(py, config, source, &listeners);
+    drop(pid_file);
+    for path in listeners.iter().filter_map(Listener::owned_socket_file) {
+        let _ = std::fs::remove_file(path);
     }
-    let threads = usize::from(config.threads);
-    tracing::info!("serving with {threads} app threads");
-    let shared = EnvironShared::new(py, threads > 1, false, config.root_path.clone())?;
-    let (pool, dispatcher) = AppThreads::start(app, shared, threads)?;
-    let options = ServerOptions::from_config(config);
-    let served = py.detach(move || {
-        let served = server::run(listeners, dispatcher, options);
-        // The dispatcher is dropped with the runtime, so the app threads now run out of work.
-        // The graceful timeout has already been spent waiting for their exchanges: a thread
-        // still busy now is stuck, and is left to process exit.
-        pool.join(APP_THREAD_GRACE);
-        served
-    });
     // Our signal handling saw SIGINT; drop the KeyboardInterrupt Python queued for it too.
     let _ = py.check_signals();
-    served.map_err(|e| StartupError(format!("server failed: {e}")))
+    result
+}
+
+/// Systemd's sockets, then every --bind (the default address if there is neither).
+fn bind_listeners(config: &Config) -> Result<Vec<Listener>, StartupError> {
+    let mut listeners = Listener::from_systemd()?;
+    let default = [BindAddress::Tcp(DEFAULT_BIND.to_owned())];
+    let binds = if config.bind.is_empty() && listeners.is_empty() {
+        &default[..]
+    } else {
+        &config.bind[..]
+    };
+    for addr in binds {
+        listeners.push(Listener::bind(addr, config.backlog, config.reuse_port)?);
+    }
+    Ok(listeners)
+}
+
+/// Serves on `listeners`: through a supervisor and workers, or (for `serve()` with one
+/// worker) right here in the calling process.
+fn serve_listeners(
+    py: Python<'_>,
+    config: &Config,
+    source: AppSource,
+    listeners: &[Listener],
+) -> Result<(), StartupError> {
+    let app = match source {
+        AppSource::Object(app) if config.workers == 1 => {
+            log_listening(listeners);
+            let own = listeners
+                .iter()
+                .map(Listener::try_clone)
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = ServerOptions::from_config(config);
+            return serve_in_process(py, config, app, own, options, None);
+        }
+        AppSource::Object(app) => worker::AppSource::Loaded(app),
+        AppSource::Spec(spec) if config.preload => {
+            worker::AppSource::Loaded(load_app(py, &spec, config.log_level)?)
+        }
+        AppSource::Spec(spec) => worker::AppSource::Spec(spec),
+    };
+    let mut host = Host {
+        config,
+        listeners,
+        app,
+    };
+    let options = SupervisorOptions {
+        workers: usize::from(config.workers),
+        timeout: nonzero(config.timeout),
+        graceful_timeout: config.graceful_timeout,
+        shutdown_delay: config.shutdown_delay,
+        max_worker_memory: (config.max_worker_memory > 0).then_some(config.max_worker_memory),
+        max_worker_lifetime: nonzero(config.max_worker_lifetime),
+        reload_dirs: config.reload.then(|| {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            std::iter::once(cwd.clone())
+                .chain(config.pythonpath.iter().map(|p| cwd.join(p)))
+                .collect()
+        }),
+        announce: listeners
+            .iter()
+            .map(|l| format!("listening on {}", l.url()))
+            .collect(),
+    };
+    py.detach(|| supervise(&mut host, options))
+        .map_err(|error| match error {
+            // The worker has already said why, in one line.
+            SupervisorError::AppLoadFailed => StartupError(String::new()),
+            other => StartupError(other.to_string()),
+        })
+}
+
+fn nonzero(duration: std::time::Duration) -> Option<std::time::Duration> {
+    (!duration.is_zero()).then_some(duration)
+}
+
+fn log_listening(listeners: &[Listener]) {
+    for listener in listeners {
+        tracing::info!("listening on {}", listener.url());
+    }
+}
+
+/// `--pid FILE`: written at start, removed at exit.
+struct PidFile(Option<std::path::PathBuf>);
+
+impl PidFile {
+    fn create(path: Option<&Path>) -> Result<PidFile, StartupError> {
+        if let Some(path) = path {
+            std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
+                StartupError(format!("cannot write pid file {}: {e}", path.display()))
+            })?;
+        }
+        Ok(PidFile(path.map(Path::to_owned)))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Only the supervisor removes it; a worker exits with os._exit and never gets here.
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Puts the working directory (like `python -m`) and --pythonpath entries first on sys.path.
@@ -149,7 +245,7 @@ fn prepare_sys_path(py: Python<'_>, extra: &[std::path::PathBuf]) -> Result<(), 
 }
 
 /// Imports the app through `wizgy._app.load`; its AppLoadError message is the user's line.
-fn load_app(py: Python<'_>, spec: &str, level: LogLevel) -> Result<Py<PyAny>, StartupError> {
+pub fn load_app(py: Python<'_>, spec: &str, level: LogLevel) -> Result<Py<PyAny>, StartupError> {
     let loader = py.import("wizgy._app")?;
     match loader.getattr("load").and_then(|load| load.call1((spec,))) {
         Ok(app) => Ok(app.unbind()),
@@ -175,6 +271,3 @@ fn load_app(py: Python<'_>, spec: &str, level: LogLevel) -> Result<Py<PyAny>, St
         }
     }
 }
-
-/// How long app threads get to finish after the server loop has ended.
-const APP_THREAD_GRACE: std::time::Duration = std::time::Duration::from_secs(1);

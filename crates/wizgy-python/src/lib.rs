@@ -4,11 +4,13 @@
 //! - [`entry`]: `main(argv)` and `serve(app, argv)`: options, logging, listeners, app loading.
 //! - [`app_threads`]: the pool of app threads that run exchanges, holding the GIL only while
 //!   Python runs.
+//! - [`worker`]: forking through CPython and a worker's life in the child.
 //! - [`wsgi`]: PEP 3333 itself: environ, start_response, wsgi.input, wsgi.errors,
 //!   wsgi.file_wrapper, and driving the response iterable.
 
 mod app_threads;
 mod entry;
+mod worker;
 mod wsgi;
 
 use pyo3::prelude::*;

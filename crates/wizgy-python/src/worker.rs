@@ -1,0 +1,150 @@
+//! A worker process, from the binding crate's side: forking through CPython (so its fork hooks
+//! and `os.register_at_fork` callbacks run) and the worker's life in the child: load the app
+//! (unless preloaded), start the app threads, serve until told to stop, exit.
+
+use std::io;
+use std::time::Duration;
+
+use nix::unistd::Pid;
+use pyo3::prelude::*;
+use wizgy_core::config::Config;
+use wizgy_core::listener::Listener;
+use wizgy_core::server::{self, ServerOptions};
+use wizgy_core::supervisor::{WorkerHost, WorkerLink, EXIT_APP_LOAD_FAILED};
+
+use crate::app_threads::{AppThreads, Watchdog};
+use crate::entry::{load_app, StartupError};
+use crate::wsgi::environ::EnvironShared;
+
+/// How long app threads get to finish after the server loop has ended (the graceful timeout
+/// was already spent waiting for their exchanges).
+pub const APP_THREAD_GRACE: Duration = Duration::from_secs(1);
+
+/// Where the app of a worker comes from.
+pub enum AppSource {
+    /// Imported by each worker from this spec (so a reload picks up new code).
+    Spec(String),
+    /// Already imported (`--preload`, or an app object given to `serve()`).
+    Loaded(Py<PyAny>),
+}
+
+/// The supervisor's view of how to make workers.
+pub struct Host<'a> {
+    pub config: &'a Config,
+    pub listeners: &'a [Listener],
+    pub app: AppSource,
+}
+
+impl WorkerHost for Host<'_> {
+    fn fork(&mut self) -> io::Result<Option<Pid>> {
+        let pid = Python::attach(|py| -> PyResult<i32> {
+            py.import("os")?.call_method0("fork")?.extract()
+        })
+        .map_err(|e| io::Error::other(format!("fork failed: {e}")))?;
+        Ok((pid != 0).then(|| Pid::from_raw(pid)))
+    }
+
+    fn run_worker(&mut self, link: WorkerLink) -> i32 {
+        Python::attach(|py| {
+            let status = match serve_worker(py, self, link) {
+                Ok(()) => 0,
+                Err(WorkerError::AppLoad(message)) => {
+                    eprintln!("wizgy: error: {message}");
+                    EXIT_APP_LOAD_FAILED
+                }
+                Err(WorkerError::Other(message)) => {
+                    tracing::error!("worker failed: {message}");
+                    1
+                }
+            };
+            // os._exit: the parent's atexit handlers and buffers are not the worker's to run.
+            let _ = py
+                .import("os")
+                .and_then(|os| os.call_method1("_exit", (status,)));
+            status
+        })
+    }
+}
+
+enum WorkerError {
+    AppLoad(String),
+    Other(String),
+}
+
+impl From<StartupError> for WorkerError {
+    fn from(error: StartupError) -> Self {
+        WorkerError::Other(error.0)
+    }
+}
+
+impl From<io::Error> for WorkerError {
+    fn from(error: io::Error) -> Self {
+        WorkerError::Other(error.to_string())
+    }
+}
+
+impl From<PyErr> for WorkerError {
+    fn from(error: PyErr) -> Self {
+        WorkerError::Other(error.to_string())
+    }
+}
+
+fn serve_worker(py: Python<'_>, host: &Host<'_>, link: WorkerLink) -> Result<(), WorkerError> {
+    let config = host.config;
+    let app = match &host.app {
+        AppSource::Loaded(app) => app.clone_ref(py),
+        AppSource::Spec(spec) => {
+            load_app(py, spec, config.log_level).map_err(|e| WorkerError::AppLoad(e.0))?
+        }
+    };
+    let listeners = host
+        .listeners
+        .iter()
+        .map(Listener::try_clone)
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut options = ServerOptions::from_config(config);
+    options.max_requests = jittered(config.max_requests, config.max_requests_jitter);
+    options.link = Some(link.clone());
+    let watchdog = options
+        .request_timeout
+        .map(|timeout| Watchdog { timeout, link });
+    serve_in_process(py, config, app, listeners, options, watchdog)
+        .map_err(|e| WorkerError::Other(e.0))
+}
+
+/// Serves `app` in this process until SIGTERM/SIGINT: the worker's body, and `serve()`'s when it
+/// runs without a supervisor.
+pub fn serve_in_process(
+    py: Python<'_>,
+    config: &Config,
+    app: Py<PyAny>,
+    listeners: Vec<Listener>,
+    options: ServerOptions,
+    watchdog: Option<Watchdog>,
+) -> Result<(), StartupError> {
+    let threads = usize::from(config.threads);
+    let shared = EnvironShared::new(
+        py,
+        threads > 1,
+        config.workers > 1,
+        config.root_path.clone(),
+    )?;
+    let (pool, dispatcher) = AppThreads::start(app, shared, threads, watchdog)?;
+    let served = py.detach(move || {
+        let served = server::run(listeners, dispatcher, options);
+        pool.join(APP_THREAD_GRACE);
+        served
+    });
+    served.map_err(|e| StartupError(format!("server failed: {e}")))
+}
+
+/// `--max-requests` plus a per-worker random share of `--max-requests-jitter`.
+fn jittered(max_requests: u64, jitter: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    if max_requests == 0 || jitter == 0 {
+        return max_requests;
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    max_requests + hasher.finish() % (jitter + 1)
+}
