@@ -180,6 +180,8 @@ struct Connection {
     out: BytesMut,
     /// Queued writes that go before `out`: large pieces written from the app's own buffers.
     pending_large: Vec<Bytes>,
+    /// Exchanges completed on this connection.
+    exchanges: u64,
     parser: HeadParser,
 }
 
@@ -200,6 +202,7 @@ pub async fn serve(
         buf: BytesMut::with_capacity(8 * 1024),
         out: BytesMut::with_capacity(8 * 1024),
         pending_large: Vec::new(),
+        exchanges: 0,
     };
     let expects_proxy_header = conn.settings.proxy_protocol
         && matches!(peer, PeerAddr::Ip(addr) if conn.settings.proxy_allow_from.contains(addr.ip()));
@@ -216,7 +219,9 @@ pub async fn serve(
             }
         };
         let shutting_down = *shutdown.borrow();
-        if !conn.exchange(head, shutting_down).await {
+        let keep = conn.exchange(head, shutting_down).await;
+        conn.exchanges += 1;
+        if !keep {
             break;
         }
     }
@@ -312,7 +317,12 @@ impl Connection {
                 return Ok(Some(head));
             }
             let idle = self.buf.is_empty();
-            if idle && *shutdown.borrow() {
+            // Only a kept-alive connection between requests may be closed for a graceful stop.
+            // A connection accepted moments ago has a request in flight (its bytes may not have
+            // arrived yet): closing it would drop that request, so it is served, bounded by the
+            // keep-alive timeout like any first request.
+            let closable = idle && self.exchanges > 0;
+            if closable && *shutdown.borrow() {
                 return Ok(None);
             }
             let deadline = if idle {
@@ -325,7 +335,7 @@ impl Connection {
             }
             let read = tokio::select! {
                 read = tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.buf)) => read,
-                _ = shutdown.changed(), if idle => return Ok(None),
+                _ = shutdown.changed(), if closable => return Ok(None),
             };
             match read {
                 Err(_elapsed) if idle => return Ok(None),

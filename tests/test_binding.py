@@ -1,0 +1,147 @@
+"""Listeners: unix sockets (and --umask), inherited fds (fd://N), systemd socket activation,
+--reuse-port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import sys
+
+import pytest
+from conftest import APPS, LISTENING
+from helpers import request
+from proc_util import ProcServer, get_json, tracked, wait_workers, workers
+
+APP = "proc_apps:app"
+
+
+@pytest.fixture
+def wserve(serve):
+    yield from tracked(serve)
+
+
+def listener() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening_ports(server) -> list[int]:
+    return [int(m.group(3)) for m in LISTENING.finditer(server.log()) if m.group(3)]
+
+
+def test_unix_socket_serves_and_is_removed_after_sigterm(wserve, tmp_path):
+    path = tmp_path / "w.sock"
+    server = wserve(APP, "--threads", "2", bind=f"unix:{path}")
+    assert server.unix_path == str(path)
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    wait_workers(server, 1)
+    info = get_json(str(path))
+    assert info["pid"] in workers(server)
+    assert server.stop() == 0, server.log()
+    assert not path.exists(), "the unix socket file was left behind"
+
+
+def test_umask_077_leaves_no_group_or_other_bits_on_the_socket(wserve, tmp_path):
+    path = tmp_path / "w.sock"
+    server = wserve(APP, "--threads", "2", "--umask", "077", bind=f"unix:{path}")
+    mode = os.stat(path).st_mode
+    print(f"--umask 077: socket mode {oct(stat.S_IMODE(mode))}")
+    assert mode & 0o077 == 0, oct(mode)
+    assert request(str(path), "GET", "/pid").status == 200
+    assert server.stop() == 0
+
+
+def test_umask_007_leaves_group_bits_but_no_other_bits(wserve, tmp_path):
+    # a control for the test above: --umask really is what decides the mode
+    path = tmp_path / "w.sock"
+    wserve(APP, "--threads", "2", "--umask", "007", bind=f"unix:{path}")
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    print(f"--umask 007: socket mode {oct(mode)}")
+    assert mode & 0o007 == 0, oct(mode)
+    assert mode & 0o070 == 0o070, oct(mode)
+
+
+def test_bind_fd_serves_an_inherited_listening_socket(wserve):
+    sock = listener()
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    server = ProcServer(
+        [sys.executable, "-m", "wizgy", "--threads", "2", "--bind", f"fd://{fd}", APP],
+        APPS,
+        pass_fds=(fd,),
+    )
+    wserve.add(server)
+    try:
+        server.wait_ready()
+    finally:
+        sock.close()  # only wizgy holds it now
+    assert listening_ports(server) == [port], server.log()
+    assert server.port == port
+    kids = wait_workers(server, 1)
+    for _ in range(3):
+        assert get_json(("127.0.0.1", port))["pid"] in kids
+    assert server.stop() == 0, server.log()
+
+
+def test_systemd_socket_activation_serves_on_fd_3_without_bind(wserve):
+    sock = listener()
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+
+    def to_fd_3():
+        os.dup2(fd, 3)  # dup2 leaves the new descriptor inheritable
+
+    argv = [
+        "sh",
+        "-c",
+        'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"',
+        sys.executable,
+        "-m",
+        "wizgy",
+        "--threads",
+        "2",
+        APP,
+    ]
+    # close_fds would close fd 3 after preexec_fn; Python's own descriptors are
+    # non-inheritable, so nothing else leaks into the child.
+    server = ProcServer(argv, APPS, preexec_fn=to_fd_3, close_fds=False)
+    wserve.add(server)
+    try:
+        server.wait_ready()
+    finally:
+        sock.close()
+    assert listening_ports(server) == [port], server.log()
+    kids = wait_workers(server, 1)
+    for _ in range(3):
+        info = get_json(("127.0.0.1", port))
+        assert info["pid"] in kids
+    assert server.stop() == 0, server.log()
+
+
+def test_two_instances_with_reuse_port_share_one_port_and_both_serve(wserve):
+    port = free_port()
+    first = wserve(APP, "--threads", "2", "--reuse-port", bind=f"127.0.0.1:{port}")
+    second = wserve(APP, "--threads", "2", "--reuse-port", bind=f"127.0.0.1:{port}")
+    assert first.port == second.port == port
+    kids_first = wait_workers(first, 1)
+    kids_second = wait_workers(second, 1)
+    seen = set()
+    for _ in range(60):
+        seen.add(get_json(("127.0.0.1", port))["pid"])
+        if seen & kids_first and seen & kids_second:
+            break
+    print(f"--reuse-port: pids seen {seen}; first {kids_first}, second {kids_second}")
+    assert seen <= kids_first | kids_second
+    assert seen & kids_first, "the first instance never answered"
+    assert seen & kids_second, "the second instance never answered"
