@@ -463,3 +463,33 @@ def test_sigint_and_sigterm_stop_the_server_with_exit_code_0(serve, sig):
     assert code == 0, server.log()
     assert time.monotonic() - started < 10
     assert "Traceback" not in server.log()
+
+
+SERVE_WORKERS_SCRIPT = textwrap.dedent(
+    """
+    import os
+    import wizgy
+
+    SUPERVISOR = os.getpid()
+
+    def app(environ, start_response):
+        body = ("%s %s %s" % (
+            environ["wsgi.multiprocess"], os.getpid() != SUPERVISOR, os.getppid() == SUPERVISOR
+        )).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    wizgy.serve(app, bind="127.0.0.1:0", workers=2, threads=2)
+    print("serve returned", flush=True)
+    """
+)
+
+
+def test_wizgy_serve_with_workers_forks_them_with_the_app_object_preloaded(spawn, tmp_path):
+    script = tmp_path / "serve_workers.py"
+    script.write_text(SERVE_WORKERS_SCRIPT)
+    server = spawn([sys.executable, str(script)], cwd=tmp_path)
+    # multiprocess, served by a child process of the script that called serve()
+    assert hello_body(server.addr) == b"True True True"
+    assert server.stop(signal.SIGTERM) == 0
+    server.wait_for("serve returned", timeout=5, stream="stdout")
