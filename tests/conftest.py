@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -27,7 +28,7 @@ LISTENING = re.compile(r"listening on (?:http://(?:\[([^\]\s]+)\]|([^:\s]+)):(\d
 class Server:
     """A running ``wizgy`` process and what it has logged so far."""
 
-    def __init__(self, argv: list[str], cwd: Path, env: Optional[dict] = None) -> None:
+    def __init__(self, argv: list[str], cwd: Path, env: Optional[dict] = None, **popen) -> None:
         self.argv = argv
         full_env = dict(os.environ)
         full_env.pop("WEB_CONCURRENCY", None)
@@ -40,6 +41,7 @@ class Server:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            **popen,
         )
         self._stderr: list[str] = []
         self._stdout: list[str] = []
@@ -119,6 +121,17 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode
+
+
+@contextmanager
+def running(app: str, *options: str, cwd: Path = APPS) -> Iterator[Server]:
+    """A server on 127.0.0.1:0 for the duration of a ``with`` block (module-scoped fixtures)."""
+    server = Server([*WIZGY, "--bind", "127.0.0.1:0", *options, app], cwd)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
 def run_wizgy(*args: str, cwd: Path = APPS, timeout: float = 30.0, env=None):

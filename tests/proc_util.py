@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from conftest import APPS, Server
+from conftest import Server
 from helpers import request
 
 # --- waiting --------------------------------------------------------------------------------
@@ -192,40 +192,6 @@ def tracked(serve) -> Iterator[Tracked]:
         yield handle
     finally:
         handle.close()
-
-
-class ProcServer(Server):
-    """Like conftest.Server but with extra ``subprocess.Popen`` arguments (pass_fds, ...)."""
-
-    def __init__(
-        self, argv: list[str], cwd: Path = APPS, env: Optional[dict] = None, **popen
-    ) -> None:
-        self.argv = argv
-        full_env = dict(os.environ)
-        full_env.pop("WEB_CONCURRENCY", None)
-        if env:
-            full_env.update(env)
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=str(cwd),
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            **popen,
-        )
-        self._stderr: list[str] = []
-        self._stdout: list[str] = []
-        self._cond = threading.Condition()
-        self._pumps_done = 0
-        for stream, sink in ((self.proc.stderr, self._stderr), (self.proc.stdout, self._stdout)):
-            threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
-        self.host = ""
-        self.port = 0
-        self.unix_path = None
-
-
-# --- requests -------------------------------------------------------------------------------
 
 
 def get_json(addr, path: str = "/pid", timeout: float = 5.0) -> dict:

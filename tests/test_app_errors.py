@@ -7,7 +7,7 @@ import socket
 import uuid
 
 import pytest
-from conftest import APPS, WIZGY, Server
+from conftest import Server, running
 from helpers import Reader, Response, connect
 
 APP = "pep_errors:app"
@@ -15,12 +15,8 @@ APP = "pep_errors:app"
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server([*WIZGY, "--bind", "127.0.0.1:0", "--threads", "4", APP], APPS)
-    try:
-        srv.wait_ready()
+    with running(APP, "--threads", "4") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def build(target: str, close: bool = True) -> bytes:

@@ -10,9 +10,9 @@ import stat
 import sys
 
 import pytest
-from conftest import APPS, LISTENING
+from conftest import APPS, LISTENING, Server
 from helpers import request
-from proc_util import ProcServer, get_json, tracked, wait_workers, workers
+from proc_util import get_json, tracked, wait_workers, workers
 
 APP = "proc_apps:app"
 
@@ -76,7 +76,7 @@ def test_bind_fd_serves_an_inherited_listening_socket(wserve):
     sock = listener()
     port = sock.getsockname()[1]
     fd = sock.fileno()
-    server = ProcServer(
+    server = Server(
         [sys.executable, "-m", "wizgy", "--threads", "2", "--bind", f"fd://{fd}", APP],
         APPS,
         pass_fds=(fd,),
@@ -115,7 +115,7 @@ def test_systemd_socket_activation_serves_on_fd_3_without_bind(wserve):
     ]
     # close_fds would close fd 3 after preexec_fn; Python's own descriptors are
     # non-inheritable, so nothing else leaks into the child.
-    server = ProcServer(argv, APPS, preexec_fn=to_fd_3, close_fds=False)
+    server = Server(argv, APPS, preexec_fn=to_fd_3, close_fds=False)
     wserve.add(server)
     try:
         server.wait_ready()

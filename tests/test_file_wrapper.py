@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import APPS, WIZGY, Server
+from conftest import Server, running
 from helpers import Reader, Response, connect
 
 APP = "pep_file_wrapper:app"
@@ -19,12 +19,8 @@ SIZE = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server([*WIZGY, "--bind", "127.0.0.1:0", "--threads", "4", APP], APPS)
-    try:
-        srv.wait_ready()
+    with running(APP, "--threads", "4") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

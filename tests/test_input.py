@@ -10,7 +10,7 @@ import socket
 import time
 
 import pytest
-from conftest import APPS, WIZGY, Server
+from conftest import Server, running
 from helpers import Reader, connect
 
 APP = "pep_input:app"
@@ -20,12 +20,8 @@ LINES_BODY = b"first line\nsecond\n\nthird line is longer\nlast-without-newline"
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server([*WIZGY, "--bind", "127.0.0.1:0", "--threads", "4", APP], APPS)
-    try:
-        srv.wait_ready()
+    with running(APP, "--threads", "4") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def chunked(body: bytes, size: int = 7) -> bytes:

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
-from conftest import APPS, WIZGY, Server
+from conftest import Server, running
 from helpers import Reader, Response, connect
 
 APP = "pep_body:app"
@@ -17,12 +17,8 @@ APP = "pep_body:app"
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server([*WIZGY, "--bind", "127.0.0.1:0", "--threads", "4", APP], APPS)
-    try:
-        srv.wait_ready()
+    with running(APP, "--threads", "4") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def build(target: str, method: str = "GET", version: str = "HTTP/1.1", close: bool = True) -> bytes:

@@ -7,7 +7,7 @@ import uuid
 from urllib.parse import quote
 
 import pytest
-from conftest import APPS, WIZGY, Server
+from conftest import Server, running
 from helpers import Reader, Response, connect
 
 APP = "pep_start_response:app"
@@ -15,12 +15,8 @@ APP = "pep_start_response:app"
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server([*WIZGY, "--bind", "127.0.0.1:0", "--threads", "4", APP], APPS)
-    try:
-        srv.wait_ready()
+    with running(APP, "--threads", "4") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def build(target: str, method: str = "GET", version: str = "HTTP/1.1") -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import APPS, WIZGY, Server
+from conftest import Server, running
 from helpers import Reader, Response, connect
 
 APP = "pep_validated:app"
@@ -20,12 +20,8 @@ COMPLAINTS = ("Warning", "Traceback", "AssertionError", "garbage collected")
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server([*WIZGY, "--bind", "127.0.0.1:0", "--threads", "4", APP], APPS)
-    try:
-        srv.wait_ready()
+    with running(APP, "--threads", "4") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def exchange(server: Server, data: bytes, method: str = "GET") -> Response:
