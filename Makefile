@@ -37,6 +37,17 @@ lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff
 	$(VENV)/bin/ruff check python tests examples scripts
 	$(VENV)/bin/ruff format --check python tests examples scripts
 
+FUZZ_SECONDS ?= 120
+FUZZ_ENV := CARGO_TARGET_DIR=/tmp/wizgy-fuzz-target RUSTC_BOOTSTRAP=1
+FUZZ_CORPUS := /tmp/wizgy-fuzz-corpus
+
+fuzz: ## run each cargo-fuzz target for FUZZ_SECONDS (installs cargo-fuzz if missing)
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	mkdir -p $(FUZZ_CORPUS)/head $(FUZZ_CORPUS)/chunked $(FUZZ_CORPUS)/proxy_protocol
+	cd fuzz && $(FUZZ_ENV) cargo fuzz run head $(FUZZ_CORPUS)/head corpus/head -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && $(FUZZ_ENV) cargo fuzz run chunked $(FUZZ_CORPUS)/chunked corpus/chunked -- -max_total_time=$(FUZZ_SECONDS) -max_len=16384
+	cd fuzz && $(FUZZ_ENV) cargo fuzz run proxy_protocol $(FUZZ_CORPUS)/proxy_protocol corpus/proxy_protocol -- -max_total_time=$(FUZZ_SECONDS)
+
 docs: build ## regenerate docs/options.md from the option declarations
 	$(PY) scripts/gen_options.py
 
@@ -45,4 +56,4 @@ fmt: $(STAMP) ## format Rust and Python sources
 	$(VENV)/bin/ruff format python tests examples scripts
 	$(VENV)/bin/ruff check --fix python tests examples scripts
 
-.PHONY: help venv build run test test-versions lint docs fmt
+.PHONY: help venv build run test test-versions lint fuzz docs fmt

@@ -69,6 +69,12 @@ fn parse_v1(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
             Ok(None)
         };
     };
+    if window[..cr].contains(&b'\n') {
+        return Err(ProxyError::Malformed("v1 line not ended by CRLF"));
+    }
+    if cr + 2 > V1_MAX {
+        return Err(ProxyError::Malformed("v1 line too long"));
+    }
     match window.get(cr + 1) {
         None => return Ok(None),
         Some(b'\n') => {}

@@ -110,7 +110,8 @@ impl ChunkedDecoder {
                     self.state = State::Size;
                 }
                 State::Trailers(seen) => {
-                    let Some(line) = take_line(buf, MAX_TRAILER_BYTES - seen)? else {
+                    let Some(line) = take_line(buf, MAX_TRAILER_BYTES.saturating_sub(seen + 2))?
+                    else {
                         return Ok(Decoded::NeedMore);
                     };
                     if line.is_empty() {

@@ -210,6 +210,9 @@ impl HeadParser {
     fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, RequestError> {
         while let Some(offset) = memchr::memchr3(b'\r', b'\n', 0, &buf[self.scanned..]) {
             let at = self.scanned + offset;
+            // The line so far (without this CR, LF or NUL) must be within its limit first, as
+            // it is when the same bytes arrive in pieces and the partial line is checked.
+            self.check_partial_line(at)?;
             match buf[at] {
                 0 => return Err(RequestError::BadRequest("NUL in request head")),
                 b'\n' => return Err(RequestError::BadRequest("bare LF in request head")),
@@ -219,7 +222,7 @@ impl HeadParser {
             match buf.get(at + 1) {
                 None => {
                     self.scanned = at;
-                    return self.check_partial_line(buf.len());
+                    return self.check_partial_line(at);
                 }
                 Some(b'\n') => {}
                 Some(_) => return Err(RequestError::BadRequest("bare CR in request head")),
