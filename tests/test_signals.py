@@ -207,3 +207,11 @@ def test_pid_file_holds_the_supervisor_pid_and_is_removed_at_exit(wserve, tmp_pa
     assert server.proc.pid not in kids and get_pid(server.addr) in workers(server)
     assert server.stop(signal.SIGTERM) == 0, server.log()
     assert not pidfile.exists(), "pid file left behind"
+
+
+def test_app_output_buffered_in_a_worker_is_flushed_when_the_worker_exits(serve):
+    # An empty PYTHONUNBUFFERED is "unset": stdout to a pipe is then block-buffered.
+    server = serve("proc_apps:printing", "--threads", "1", env={"PYTHONUNBUFFERED": ""})
+    assert request(server.addr, "GET", "/flushed").status == 200
+    assert server.stop(signal.SIGTERM) == 0
+    server.wait_for("PRINTED-BY-THE-APP /flushed", timeout=5, stream="stdout")

@@ -80,3 +80,10 @@ def app(environ, start_response):
 
 
 application = app
+
+
+def printing(environ, start_response):
+    """Prints to (pipe-buffered) stdout: the line must survive the worker's exit."""
+    print("PRINTED-BY-THE-APP", environ["PATH_INFO"])
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]

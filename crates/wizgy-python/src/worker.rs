@@ -57,7 +57,13 @@ impl WorkerHost for Host<'_> {
                     1
                 }
             };
-            // os._exit: the parent's atexit handlers and buffers are not the worker's to run.
+            // os._exit: the parent's atexit handlers are not the worker's to run. The app's own
+            // buffered output (print() to a pipe) is flushed first, or it would be lost.
+            if let Ok(sys) = py.import("sys") {
+                for stream in ["stdout", "stderr"] {
+                    let _ = sys.getattr(stream).and_then(|s| s.call_method0("flush"));
+                }
+            }
             let _ = py
                 .import("os")
                 .and_then(|os| os.call_method1("_exit", (status,)));
