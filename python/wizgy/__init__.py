@@ -38,7 +38,9 @@ def serve(app: Callable[..., Any], **options: Any) -> None:
     """Serve the WSGI callable ``app`` until SIGINT or SIGTERM.
 
     Keyword arguments are the command-line options with ``_`` for ``-``, for example
-    ``serve(app, bind="127.0.0.1:8000", threads=8, access_log="-")``.
+    ``serve(app, bind="127.0.0.1:8000", threads=8, access_log="-")``. With one worker (the
+    default) the app is served in this process; with ``workers=N`` the calling process becomes
+    the supervisor and forks N workers that inherit ``app`` (as with ``--preload``).
     Raises ``ValueError`` for a bad option and ``OSError`` when a listener cannot be bound.
     """
     _native.serve(app, ["wizgy", *_to_argv(options)])
