@@ -37,6 +37,9 @@ lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff
 	$(VENV)/bin/ruff check python tests examples scripts
 	$(VENV)/bin/ruff format --check python tests examples scripts
 
+bench: ## side-by-side benchmark vs peer servers -> docs/benchmarks.md (~1 h; see bench/README.md)
+	bench/run.sh
+
 FUZZ_SECONDS ?= 120
 FUZZ_ENV := CARGO_TARGET_DIR=/tmp/wizgy-fuzz-target RUSTC_BOOTSTRAP=1
 FUZZ_CORPUS := /tmp/wizgy-fuzz-corpus
@@ -56,4 +59,4 @@ fmt: $(STAMP) ## format Rust and Python sources
 	$(VENV)/bin/ruff format python tests examples scripts
 	$(VENV)/bin/ruff check --fix python tests examples scripts
 
-.PHONY: help venv build run test test-versions lint fuzz docs fmt
+.PHONY: help venv build run test test-versions lint bench fuzz docs fmt
