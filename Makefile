@@ -34,8 +34,8 @@ test-versions: ## run the framework-free suite on CPython 3.9 and 3.13 too (pyen
 lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests examples scripts
-	$(VENV)/bin/ruff format --check python tests examples scripts
+	$(VENV)/bin/ruff check python tests examples scripts bench
+	$(VENV)/bin/ruff format --check python tests examples scripts bench
 
 bench: ## side-by-side benchmark vs peer servers -> docs/benchmarks.md (~1 h; see bench/README.md)
 	bench/run.sh
@@ -56,7 +56,7 @@ docs: build ## regenerate docs/options.md from the option declarations
 
 fmt: $(STAMP) ## format Rust and Python sources
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests examples scripts
-	$(VENV)/bin/ruff check --fix python tests examples scripts
+	$(VENV)/bin/ruff format python tests examples scripts bench
+	$(VENV)/bin/ruff check --fix python tests examples scripts bench
 
 .PHONY: help venv build run test test-versions lint bench fuzz docs fmt
