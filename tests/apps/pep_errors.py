@@ -6,6 +6,8 @@ unique to one test.
 
 from urllib.parse import parse_qs
 
+from routing import router
+
 TEXT = [("Content-Type", "text/plain")]
 
 
@@ -95,9 +97,4 @@ ROUTES = {
 }
 
 
-def app(environ, start_response):
-    handler = ROUTES.get(environ["PATH_INFO"])
-    if handler is None:
-        start_response("404 Not Found", TEXT)
-        return [b"no such route"]
-    return handler(environ, start_response)
+app = router(ROUTES)

@@ -8,6 +8,8 @@ import sys
 import time
 from urllib.parse import parse_qs
 
+from routing import router
+
 TEXT = [("Content-Type", "text/plain")]
 
 # start_response() status arguments that PEP 3333 does not allow ("NNN reason" only).
@@ -181,9 +183,4 @@ ROUTES = {
 }
 
 
-def app(environ, start_response):
-    handler = ROUTES.get(environ["PATH_INFO"])
-    if handler is None:
-        start_response("404 Not Found", TEXT)
-        return [b"no such route"]
-    return handler(environ, start_response)
+app = router(ROUTES)
