@@ -139,6 +139,12 @@ impl AsyncWrite for Stream {
 const BODY_PIECE: usize = 64 * 1024;
 /// Content-Length bodies up to this size are read before the app is called.
 const PREREAD: u64 = 64 * 1024;
+/// Events an app thread may queue before it waits for the connection to write (backpressure).
+/// With the coalescing below, a generator's chunks go out 32 at a time (stream workload, one
+/// core: 8 -> 32 took 1,367 -> 1,773 req/s; one write per event before: 571).
+const EVENT_QUEUE: usize = 32;
+/// Queued response bytes past which the connection writes instead of taking more events.
+const COALESCE_MAX: usize = 256 * 1024;
 /// Pieces up to this size are copied into the output buffer (one write for head and body);
 /// larger ones are written from the app's own buffer.
 const COALESCE_LIMIT: usize = 16 * 1024;
@@ -393,7 +399,7 @@ impl Connection {
             }
         }
         let body_pending = !matches!(body, BodyState::Done);
-        let (events_tx, mut events) = mpsc::channel(8);
+        let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
         let (body_tx, body_rx) = mpsc::channel(1);
         let exchange = Exchange {
             request: Request {
@@ -442,22 +448,27 @@ impl Connection {
                 link.send(message::MAX_REQUESTS);
             }
         }
+        // An event taken early while coalescing writes, handled next.
+        let mut next: Option<AppEvent> = None;
         loop {
-            let event = tokio::select! {
-                event = events.recv() => event,
-                () = sleep_until_or_never(deadline) => {
-                    // --request-timeout: the app thread is stuck; its stack is logged and the
-                    // worker recycled on the app side. The client is not kept waiting.
-                    tracing::warn!("request timed out: answering 504");
-                    if !progress.head_written {
-                        encode_error(504, "Gateway Timeout", &mut self.out);
-                        progress.status = 504;
-                        progress.head_written = true;
-                        let _ = self.flush().await;
+            let event = match next.take() {
+                Some(event) => Some(event),
+                None => tokio::select! {
+                    event = events.recv() => event,
+                    () = sleep_until_or_never(deadline) => {
+                        // --request-timeout: the app thread is stuck; its stack is logged and the
+                        // worker recycled on the app side. The client is not kept waiting.
+                        tracing::warn!("request timed out: answering 504");
+                        if !progress.head_written {
+                            encode_error(504, "Gateway Timeout", &mut self.out);
+                            progress.status = 504;
+                            progress.head_written = true;
+                            let _ = self.flush().await;
+                        }
+                        progress.keep_alive = false;
+                        break;
                     }
-                    progress.keep_alive = false;
-                    break;
-                }
+                },
             };
             let Some(event) = event else {
                 break;
@@ -503,6 +514,27 @@ impl Connection {
                     self.write_pieces(pieces, &mut progress);
                     if end {
                         self.finish_body(&mut progress);
+                    }
+                    // Body data the app has already queued goes out in the same write (a
+                    // generator's chunks: one write per batch, not per chunk).
+                    while !progress.complete && self.out.len() < COALESCE_MAX {
+                        match events.try_recv() {
+                            Ok(AppEvent::Send {
+                                head: None,
+                                body: pieces,
+                                end,
+                            }) => {
+                                self.write_pieces(pieces, &mut progress);
+                                if end {
+                                    self.finish_body(&mut progress);
+                                }
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
                     }
                     self.flush().await
                 }
