@@ -386,6 +386,7 @@ impl Connection {
         // waits for the app's go-ahead. If the client stalls or leaves, the app gets what
         // arrived and then the read error, as if it had read the body itself.
         let mut initial_body = Bytes::new();
+        let mut body_failed = false;
         if let BodyState::Length(n) = body {
             if !expect_continue && n <= PREREAD {
                 let complete = self.preread(n as usize).await;
@@ -395,6 +396,7 @@ impl Connection {
                 } else {
                     initial_body = self.buf.split().freeze();
                     body = BodyState::Failed;
+                    body_failed = true;
                 }
             }
         }
@@ -416,7 +418,8 @@ impl Connection {
         let mut progress = ResponseProgress {
             head_written: false,
             framing: BodyFraming::Empty,
-            keep_alive: wants_keep_alive && !shutting_down,
+            // A body that failed to arrive closes the connection: say so in the response.
+            keep_alive: wants_keep_alive && !shutting_down && !body_failed,
             status: 0,
             body_bytes: 0,
             complete: false,

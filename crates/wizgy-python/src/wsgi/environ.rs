@@ -1,15 +1,18 @@
 //! Building the environ dict of one request (PEP 3333 "environ Variables").
 //!
-//! Keys are interned strings made once; values that never change (wsgi.version, wsgi.errors,
-//! the file wrapper, the multithread flags) are shared objects. Per request only the CGI
-//! values, the HTTP_ fields and wsgi.input are created. Byte values become "bytes in str":
+//! Keys are interned strings made once, and `HTTP_*` keys are cached by header name. Entries
+//! that never change (wsgi.version, wsgi.errors, the file wrapper, the multithread flags...)
+//! sit in a template dict that each request copies. Per request only the CGI values, the
+//! HTTP_ field values and wsgi.input are created. Byte values become "bytes in str":
 //! each byte one code point (latin-1), as PEP 3333 requires of native strings.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use wizgy_core::cgi::{cgi_name, join_separator, percent_decode, split_root, CgiName};
 use wizgy_core::exchange::{PeerAddr, Request};
 
@@ -19,13 +22,16 @@ use super::input::WsgiInput;
 
 /// Values shared by every environ of a worker.
 pub struct EnvironShared {
-    version: Py<PyTuple>,
-    errors: Py<ErrorStream>,
-    file_wrapper: Py<PyType>,
-    multithread: bool,
-    multiprocess: bool,
+    /// The entries every environ has, with their values: copied, then filled in.
+    template: Py<PyDict>,
     root_path: String,
+    /// `HTTP_*` keys by raw header name (as the client spelled it), made once each.
+    keys: Mutex<HashMap<Box<[u8]>, Py<PyString>>>,
 }
+
+/// Distinct header spellings whose keys are cached; past this, keys are made per request
+/// (a client inventing names must not grow the cache).
+const KEY_CACHE: usize = 256;
 
 impl EnvironShared {
     pub fn new(
@@ -34,14 +40,43 @@ impl EnvironShared {
         multiprocess: bool,
         root_path: String,
     ) -> PyResult<Self> {
+        let template = PyDict::new(py);
+        template.set_item(intern!(py, "SCRIPT_NAME"), root_path.as_str())?;
+        template.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+        template.set_item(intern!(py, "wsgi.errors"), Py::new(py, ErrorStream)?)?;
+        template.set_item(intern!(py, "wsgi.multithread"), multithread)?;
+        template.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
+        template.set_item(intern!(py, "wsgi.run_once"), false)?;
+        // The body ends where the server says (Content-Length or the last chunk), so an app
+        // may read to EOF without a CONTENT_LENGTH (chunked requests have none).
+        template.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        template.set_item(
+            intern!(py, "wsgi.file_wrapper"),
+            py.get_type::<FileWrapper>(),
+        )?;
         Ok(EnvironShared {
-            version: PyTuple::new(py, [1, 0])?.unbind(),
-            errors: Py::new(py, ErrorStream)?,
-            file_wrapper: py.get_type::<FileWrapper>().unbind(),
-            multithread,
-            multiprocess,
+            template: template.unbind(),
             root_path,
+            keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The environ key of header `name`.
+    fn key<'py>(&self, py: Python<'py>, name: &[u8]) -> PyResult<Option<Bound<'py, PyString>>> {
+        if let Some(key) = lock(&self.keys).get(name) {
+            return Ok(Some(key.bind(py).clone()));
+        }
+        let key = match cgi_name(name) {
+            CgiName::Dropped => return Ok(None),
+            CgiName::ContentType => intern!(py, "CONTENT_TYPE").clone(),
+            CgiName::ContentLength => intern!(py, "CONTENT_LENGTH").clone(),
+            CgiName::Http(key) => PyString::intern(py, &key),
+        };
+        let mut keys = lock(&self.keys);
+        if keys.len() < KEY_CACHE {
+            keys.insert(name.into(), key.clone().unbind());
+        }
+        Ok(Some(key))
     }
 }
 
@@ -76,7 +111,7 @@ pub fn build<'py>(
     request: &Request,
     input: Bound<'py, WsgiInput>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = PyDict::new(py);
+    let env = shared.template.bind(py).copy()?;
     let head = &request.head;
     let (raw_path, query) = head.path_and_query();
     let path: Cow<'_, [u8]> = percent_decode(raw_path);
@@ -84,7 +119,6 @@ pub fn build<'py>(
     let target = latin1(py, head.target());
 
     env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, head.method()))?;
-    env.set_item(intern!(py, "SCRIPT_NAME"), shared.root_path.as_str())?;
     env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
     env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
     env.set_item(intern!(py, "RAW_URI"), &target)?;
@@ -93,17 +127,12 @@ pub fn build<'py>(
 
     let mut host_header: Option<&[u8]> = None;
     for (name, value) in head.fields() {
-        let key = match cgi_name(name) {
-            CgiName::Dropped => continue,
-            CgiName::ContentType => intern!(py, "CONTENT_TYPE").clone(),
-            CgiName::ContentLength => intern!(py, "CONTENT_LENGTH").clone(),
-            CgiName::Http(key) => {
-                if key == "HTTP_HOST" {
-                    host_header = Some(value);
-                }
-                PyString::new(py, &key)
-            }
+        let Some(key) = shared.key(py, name)? else {
+            continue;
         };
+        if host_header.is_none() && key.to_str()? == "HTTP_HOST" {
+            host_header = Some(value);
+        }
         let value = latin1(py, value);
         match env.get_item(&key)? {
             // A repeated field: one value, joined in arrival order.
@@ -146,21 +175,13 @@ pub fn build<'py>(
         PeerAddr::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
     }
 
-    env.set_item(intern!(py, "wsgi.version"), shared.version.bind(py))?;
     env.set_item(intern!(py, "wsgi.url_scheme"), request.scheme)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
-    env.set_item(intern!(py, "wsgi.errors"), shared.errors.bind(py))?;
-    env.set_item(intern!(py, "wsgi.multithread"), shared.multithread)?;
-    env.set_item(intern!(py, "wsgi.multiprocess"), shared.multiprocess)?;
-    env.set_item(intern!(py, "wsgi.run_once"), false)?;
-    // The body ends where the server says (Content-Length or the last chunk), so an app may
-    // read to EOF without a CONTENT_LENGTH (chunked requests have none).
-    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    env.set_item(
-        intern!(py, "wsgi.file_wrapper"),
-        shared.file_wrapper.bind(py),
-    )?;
     Ok(env)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Splits `host[:port]` or `[v6]:port`.
