@@ -402,7 +402,14 @@ impl Connection {
         }
         let body_pending = !matches!(body, BodyState::Done);
         let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
-        let (body_tx, body_rx) = mpsc::channel(1);
+        // The body channel only when the app may ask for more body (most requests have none).
+        let (body_tx, body_rx) = match body_pending {
+            true => {
+                let (tx, rx) = mpsc::channel(1);
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let exchange = Exchange {
             request: Request {
                 head,
@@ -502,7 +509,9 @@ impl Connection {
                         body_error = Some(*error);
                     }
                     let piece = piece.unwrap_or(BodyPiece::Error("malformed request body"));
-                    let _ = body_tx.send(piece).await;
+                    if let Some(body_tx) = &body_tx {
+                        let _ = body_tx.send(piece).await;
+                    }
                     Ok(())
                 }
                 AppEvent::Send {

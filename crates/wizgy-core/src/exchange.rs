@@ -57,8 +57,9 @@ pub struct Exchange {
     pub body_pending: bool,
     /// Events to the connection.
     pub events: mpsc::Sender<AppEvent>,
-    /// Body pieces from the connection, in answer to [`AppEvent::ReadBody`].
-    pub body: mpsc::Receiver<BodyPiece>,
+    /// Body pieces from the connection, in answer to [`AppEvent::ReadBody`]; only when
+    /// `body_pending`.
+    pub body: Option<mpsc::Receiver<BodyPiece>>,
 }
 
 /// What the app side tells the connection.

@@ -20,7 +20,7 @@ pub struct WsgiInput {
     /// More body may come from the connection.
     pending: bool,
     events: mpsc::Sender<AppEvent>,
-    body: mpsc::Receiver<BodyPiece>,
+    body: Option<mpsc::Receiver<BodyPiece>>,
     /// Why the body cannot be read; raised again by every later read, so an app never takes
     /// a cut-off body for a complete one.
     error: Option<&'static str>,
@@ -31,7 +31,7 @@ impl WsgiInput {
         initial: Bytes,
         pending: bool,
         events: mpsc::Sender<AppEvent>,
-        body: mpsc::Receiver<BodyPiece>,
+        body: Option<mpsc::Receiver<BodyPiece>>,
     ) -> Self {
         WsgiInput {
             buf: initial,
@@ -48,14 +48,13 @@ impl WsgiInput {
             if let Some(reason) = self.error {
                 return Err(ClientDisconnected::new_err(reason));
             }
-            if !self.pending {
+            let (true, Some(body)) = (self.pending, self.body.as_mut()) else {
                 return Ok(false);
-            }
+            };
             if send_event(py, &self.events, AppEvent::ReadBody).is_err() {
                 self.fail("client disconnected before the body was complete");
                 continue;
             }
-            let body = &mut self.body;
             match py.detach(|| body.blocking_recv()) {
                 Some(BodyPiece::Data(data)) => self.buf = data,
                 Some(BodyPiece::End) => self.pending = false,
