@@ -215,3 +215,18 @@ def test_app_output_buffered_in_a_worker_is_flushed_when_the_worker_exits(serve)
     assert request(server.addr, "GET", "/flushed").status == 200
     assert server.stop(signal.SIGTERM) == 0
     server.wait_for("PRINTED-BY-THE-APP /flushed", timeout=5, stream="stdout")
+
+
+def test_a_graceful_stop_of_an_idle_server_takes_well_under_a_second(wserve):
+    # Regression: the app-thread pool's monitor slept up to 1 s before noticing the stop, and
+    # every stop took that long.
+    server = wserve(APP, "--workers", "1", "--threads", "4")
+    wait_workers(server, 1)
+    for _ in range(3):
+        assert request(server.addr, "GET", "/pid").status == 200
+    signalled = time.monotonic()
+    os.kill(server.proc.pid, signal.SIGTERM)
+    assert wait_exit(server, 5) == 0, server.log()
+    took = time.monotonic() - signalled
+    print(f"idle stop took {took:.2f}s")
+    assert took < 0.8, f"exit took {took:.2f}s"

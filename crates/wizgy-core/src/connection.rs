@@ -529,7 +529,7 @@ impl Connection {
                     }
                     // Body data the app has already queued goes out in the same write (a
                     // generator's chunks: one write per batch, not per chunk).
-                    while !progress.complete && self.out.len() < COALESCE_MAX {
+                    while !progress.complete && self.queued_bytes() < COALESCE_MAX {
                         match events.try_recv() {
                             Ok(AppEvent::Send {
                                 head: None,
@@ -736,6 +736,11 @@ impl Connection {
             self.pending_large.push(queued);
             self.pending_large.push(piece);
         }
+    }
+
+    /// Bytes queued for the next flush.
+    fn queued_bytes(&self) -> usize {
+        self.out.len() + self.pending_large.iter().map(Bytes::len).sum::<usize>()
     }
 
     /// Writes everything queued, in order.

@@ -99,10 +99,12 @@ pub fn use_batch_scheduling() {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
+        // Processes the app starts get the default policy back.
+        let policy = libc::SCHED_BATCH | libc::SCHED_RESET_ON_FORK;
         // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the calling
         // thread; SCHED_BATCH with priority 0 needs no privilege.
         #[allow(unsafe_code)]
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
         if rc != 0 {
             tracing::debug!(
                 "SCHED_BATCH not available: {}",

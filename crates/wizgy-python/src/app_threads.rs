@@ -25,8 +25,16 @@ const QUEUE_PER_THREAD: usize = 16;
 /// on a database...): queued work then wakes another thread.
 const STUCK: Duration = Duration::from_micros(100);
 
-/// How often the monitor looks for blocked threads while there is work.
+/// Queued work that has waited this long wakes another thread whatever the awake ones do
+/// (an app blocking for less than [`STUCK`] at a time must not be capped at one thread).
+const WAITED: Duration = Duration::from_millis(1);
+
+/// How often the monitor looks for blocked threads while work waits and threads are parked.
 const MONITOR_TICK: Duration = Duration::from_millis(1);
+
+/// `Member::since` of a thread that was woken and has not taken an exchange yet (it may be
+/// waiting for the GIL): while one is starting, no other is woken.
+const STARTING: u64 = u64::MAX;
 
 /// The pool's shared state.
 ///
@@ -35,8 +43,9 @@ const MONITOR_TICK: Duration = Duration::from_millis(1);
 /// and a GIL hand-off (measured: 56 % of the worker's CPU with 64 threads). Here one thread
 /// runs everything queued while it keeps the GIL, and another is woken only when every awake
 /// thread has been in its exchange longer than [`STUCK`], i.e. is blocked outside Python and
-/// a second thread would actually run. Idle threads are woken last-parked-first, so the
-/// same few threads (and their caches) do the work.
+/// a second thread would actually run (or when work has waited [`WAITED`]), and never while a
+/// woken thread has yet to start. Idle threads are woken last-parked-first, so the same few
+/// threads (and their caches) do the work.
 struct Pool {
     state: Mutex<State>,
     threads: Box<[Member]>,
@@ -44,10 +53,13 @@ struct Pool {
     /// The most exchanges queued before the connection answers 503.
     limit: usize,
     monitor: Member,
+    /// The monitor is in its long sleep: dispatch must wake it for work left waiting.
+    monitor_idle: AtomicBool,
 }
 
 struct State {
-    queue: VecDeque<Exchange>,
+    /// Exchanges and when they were queued (as [`Pool::now`]).
+    queue: VecDeque<(Exchange, u64)>,
     /// Parked threads, the most recently parked last.
     idle: Vec<usize>,
     /// Threads not parked.
@@ -59,8 +71,8 @@ struct State {
 /// One parkable thread of the pool.
 #[derive(Default)]
 struct Member {
-    /// When (µs after `epoch`, never 0) the thread last took an exchange or was woken;
-    /// 0 while it is parked.
+    /// When (µs after `epoch`, never 0) the thread last took an exchange; 0 while it is
+    /// parked; [`STARTING`] from its wake-up to its first exchange.
     since: AtomicU64,
     handle: OnceLock<Thread>,
     woken: AtomicBool,
@@ -104,23 +116,30 @@ impl Pool {
     /// Picks a parked thread to wake if queued work is waiting and no awake thread can take
     /// it soon. Called with the lock held; the caller unparks the thread after unlocking.
     fn helper(&self, state: &mut State) -> Option<usize> {
-        if state.queue.is_empty() || state.idle.is_empty() {
+        let (_, queued) = state.queue.front()?;
+        if state.idle.is_empty() {
             return None;
         }
         let now = self.now();
         if state.awake > 0 {
             let stuck = STUCK.as_micros() as u64;
-            let all_blocked = self.threads.iter().all(|member| {
-                let since = member.since.load(Ordering::Relaxed);
-                since == 0 || now.saturating_sub(since) >= stuck
-            });
-            if !all_blocked {
+            let mut all_blocked = true;
+            for member in self.threads.iter() {
+                match member.since.load(Ordering::Relaxed) {
+                    STARTING => return None,
+                    0 => {}
+                    since if now.saturating_sub(since) < stuck => all_blocked = false,
+                    _ => {}
+                }
+            }
+            let waited = now.saturating_sub(*queued) >= WAITED.as_micros() as u64;
+            if !all_blocked && !waited {
                 return None;
             }
         }
         let index = state.idle.pop()?;
         state.awake += 1;
-        self.threads[index].since.store(now, Ordering::Relaxed);
+        self.threads[index].since.store(STARTING, Ordering::Relaxed);
         Some(index)
     }
 
@@ -131,12 +150,16 @@ impl Pool {
         loop {
             {
                 let mut state = self.lock();
-                if let Some(work) = state.queue.pop_front() {
+                if let Some((work, _)) = state.queue.pop_front() {
                     member.since.store(self.now(), Ordering::Relaxed);
                     return Some(work);
                 }
                 if state.closed {
                     state.awake -= 1;
+                    if state.awake == 0 {
+                        // The last one out: the monitor may be in its long sleep.
+                        self.monitor.unpark();
+                    }
                     return None;
                 }
                 state.idle.push(index);
@@ -147,22 +170,26 @@ impl Pool {
         }
     }
 
-    /// Wakes threads for blocked work every [`MONITOR_TICK`] while any thread is awake;
-    /// parks while the pool is idle.
+    /// Wakes threads for blocked work every [`MONITOR_TICK`] while work waits and threads are
+    /// parked; otherwise sleeps until dispatch leaves work waiting.
     fn monitor(&self) {
         loop {
-            let (wake, busy) = {
+            let (wake, watch) = {
                 let mut state = self.lock();
                 if state.closed && state.awake == 0 {
                     return;
                 }
-                (self.helper(&mut state), state.awake > 0)
+                let wake = self.helper(&mut state);
+                let watch = !state.queue.is_empty() && !state.idle.is_empty();
+                if !watch {
+                    self.monitor_idle.store(true, Ordering::SeqCst);
+                }
+                (wake, watch)
             };
             if let Some(index) = wake {
                 self.threads[index].unpark();
             }
-            // While idle, dispatch unparks the monitor together with the first thread it wakes.
-            let tick = if busy {
+            let tick = if watch {
                 MONITOR_TICK
             } else {
                 Duration::from_secs(1)
@@ -178,20 +205,26 @@ struct Queue(Arc<Pool>);
 impl Dispatch for Queue {
     fn dispatch(&self, exchange: Exchange) -> Result<(), Box<Exchange>> {
         let pool = &self.0;
-        let (wake, was_idle) = {
+        let wake = {
             let mut state = pool.lock();
             if state.queue.len() >= pool.limit || state.closed {
                 return Err(Box::new(exchange));
             }
-            let was_idle = state.awake == 0;
-            state.queue.push_back(exchange);
-            (pool.helper(&mut state), was_idle)
+            state.queue.push_back((exchange, pool.now()));
+            let wake = pool.helper(&mut state);
+            // Work left waiting while threads are parked: the monitor must watch it. (It sets
+            // the flag under this lock, so the check cannot miss it going to sleep.)
+            let watch = wake.is_none() && !state.idle.is_empty();
+            (
+                wake,
+                watch && pool.monitor_idle.swap(false, Ordering::SeqCst),
+            )
         };
-        if let Some(index) = wake {
+        if let Some(index) = wake.0 {
             pool.threads[index].unpark();
-            if was_idle {
-                pool.monitor.unpark();
-            }
+        }
+        if wake.1 {
+            pool.monitor.unpark();
         }
         Ok(())
     }
@@ -239,7 +272,10 @@ impl AppThreads {
             epoch: Instant::now(),
             limit: count * QUEUE_PER_THREAD,
             monitor: Member::default(),
+            monitor_idle: AtomicBool::new(false),
         });
+        // Made first: if a spawn below fails, dropping it lets the started threads exit.
+        let queue = Queue(pool.clone());
         let app = Arc::new(app);
         let shared = Arc::new(shared);
         let slots: Option<Arc<Vec<Slot>>> = watchdog
@@ -267,7 +303,7 @@ impl AppThreads {
                 .name("wizgy-watchdog".into())
                 .spawn(move || watch(&watchdog, &slots))?;
         }
-        Ok((AppThreads { threads }, Arc::new(Queue(pool))))
+        Ok((AppThreads { threads }, Arc::new(queue)))
     }
 
     /// Waits up to `timeout` for the threads to finish their exchanges and exit (they exit once

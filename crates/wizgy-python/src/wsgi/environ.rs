@@ -70,12 +70,17 @@ impl EnvironShared {
             CgiName::Dropped => return Ok(None),
             CgiName::ContentType => intern!(py, "CONTENT_TYPE").clone(),
             CgiName::ContentLength => intern!(py, "CONTENT_LENGTH").clone(),
-            CgiName::Http(key) => PyString::intern(py, &key),
+            CgiName::Http(key) => {
+                let mut keys = lock(&self.keys);
+                if keys.len() >= KEY_CACHE {
+                    // Not interned: on some Pythons interned strings live forever.
+                    return Ok(Some(PyString::new(py, &key)));
+                }
+                let key = PyString::intern(py, &key);
+                keys.insert(name.into(), key.clone().unbind());
+                key
+            }
         };
-        let mut keys = lock(&self.keys);
-        if keys.len() < KEY_CACHE {
-            keys.insert(name.into(), key.clone().unbind());
-        }
         Ok(Some(key))
     }
 }

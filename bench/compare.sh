@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Interleaved A/B of wizgy builds on one workload: the quick check behind each optimization of
+# issue #5 (the full side-by-side run is run.sh).
+#
+#   bench/compare.sh APP ROUNDS LABEL=SOFILE ... [-- WIZGY_ARGS...]
+#   e.g. make build; cp python/wizgy/_native.cpython-311-x86_64-linux-gnu.so /tmp/a.so
+#        (change, make build again) ...            /tmp/b.so
+#        bench/compare.sh hello:app 4 before=/tmp/a.so after=/tmp/b.so
+#
+# Each round starts the server once per build (1 worker, defaults, pinned to core 0), warms up
+# 1 s, then runs wrk (-t1 -c64, pinned to core 1) for BENCH_DURATION seconds (default 3) while
+# `perf stat` counts the worker's CPU time, context switches and system calls. Prints, per
+# build, medians of req/s, server CPU per request, context switches and syscalls per request.
+# APP is MODULE:CALLABLE in bench/apps. WRKARGS adds wrk options (e.g. -s bench/lua/post.lua).
+# The build under test is copied over the editable install in python/wizgy/, and the build
+# that was there is put back at the end. Only 127.0.0.1; every process is stopped by PID.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+app=$1
+rounds=$2
+shift 2
+builds=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    builds+=("$1")
+    shift
+done
+[ "${1:-}" = "--" ] && shift
+py="$root/.venv/bin/python"
+so=$(ls "$root"/python/wizgy/_native.cpython-311-*.so)
+saved=$(mktemp)
+cp "$so" "$saved"
+trap 'cp "$saved" "$so"; rm -f "$saved"' EXIT
+port=${BENCH_PORT:-8119}
+duration=${BENCH_DURATION:-3}
+events=task-clock,context-switches,raw_syscalls:sys_enter
+out=$(mktemp)
+
+run_one() {
+    local label=$1 file=$2
+    shift 2
+    cp "$file" "$so"
+    (cd "$here/apps" && exec taskset -c 0 "$py" -m wizgy --bind "127.0.0.1:$port" "$@" "$app") \
+        >/dev/null 2>&1 &
+    local pid=$!
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+        sleep 0.1
+    done
+    local worker
+    worker=$(ss -ltnpH "sport = :$port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+    taskset -c 1 timeout 20 wrk -t1 -c64 -d1s ${WRKARGS:-} "http://127.0.0.1:$port/" >/dev/null
+    local stat
+    stat=$(mktemp)
+    taskset -c 1 timeout $((duration + 10)) wrk -t1 -c64 -d"${duration}s" ${WRKARGS:-} \
+        "http://127.0.0.1:$port/" >"$stat.wrk" &
+    local wrk=$!
+    perf stat -x, -e "$events" -p "$worker" -o "$stat" -- sleep "$duration" 2>/dev/null || true
+    wait "$wrk" || true
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local rps
+    rps=$(awk '/Requests\/sec/{print $2}' "$stat.wrk")
+    awk -F, -v label="$label" -v rps="$rps" -v d="$duration" '
+        $3 == "task-clock" {cpu = $1}
+        $3 == "context-switches" {cs = $1}
+        $3 == "raw_syscalls:sys_enter" {sc = $1}
+        END {n = rps * d; if (n > 0) printf "%s %.0f %.2f %.3f %.2f\n", label, rps, cpu * 1000 / n, cs / n, sc / n}
+    ' "$stat" | tee -a "$out"
+    rm -f "$stat" "$stat.wrk"
+}
+
+echo "label req/s cpu_us/req switches/req syscalls/req"
+for _ in $(seq "$rounds"); do
+    for build in "${builds[@]}"; do
+        run_one "${build%%=*}" "${build#*=}" "$@"
+    done
+done
+echo "--- medians"
+python3 - "$out" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    label, *values = line.split()
+    rows.setdefault(label, []).append([float(v) for v in values])
+for label, runs in rows.items():
+    med = [statistics.median(col) for col in zip(*runs)]
+    print(f"{label}: {med[0]:.0f} req/s, {med[1]:.2f} us CPU/req, {med[2]:.3f} switches/req, "
+          f"{med[3]:.2f} syscalls/req (n={len(runs)})")
+EOF
+rm -f "$out"
