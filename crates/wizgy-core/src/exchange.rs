@@ -53,12 +53,10 @@ pub struct Exchange {
     pub request: Request,
     /// Body bytes already read with the head (for a small Content-Length body, all of it).
     pub initial_body: Bytes,
-    /// Whether more body must be asked for with [`AppEvent::ReadBody`].
-    pub body_pending: bool,
     /// Events to the connection.
     pub events: mpsc::Sender<AppEvent>,
-    /// Body pieces from the connection, in answer to [`AppEvent::ReadBody`]; only when
-    /// `body_pending`.
+    /// Body pieces from the connection, in answer to [`AppEvent::ReadBody`]; `None` when the
+    /// whole body is in `initial_body` (no more may be asked for).
     pub body: Option<mpsc::Receiver<BodyPiece>>,
 }
 

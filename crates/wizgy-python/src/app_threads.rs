@@ -12,6 +12,8 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
+
+use crate::lock;
 use wizgy_core::exchange::{Dispatch, Exchange};
 use wizgy_core::supervisor::{message, WorkerLink};
 
@@ -207,7 +209,7 @@ struct Queue(Arc<Pool>);
 impl Dispatch for Queue {
     fn dispatch(&self, exchange: Exchange) -> Result<(), Box<Exchange>> {
         let pool = &self.0;
-        let wake = {
+        let (wake, wake_monitor) = {
             let mut state = pool.lock();
             if state.queue.len() >= pool.limit || state.closed {
                 return Err(Box::new(exchange));
@@ -222,10 +224,10 @@ impl Dispatch for Queue {
                 watch && pool.monitor_idle.swap(false, Ordering::SeqCst),
             )
         };
-        if let Some(index) = wake.0 {
+        if let Some(index) = wake {
             pool.threads[index].unpark();
         }
-        if wake.1 {
+        if wake_monitor {
             pool.monitor.unpark();
         }
         Ok(())
@@ -388,10 +390,6 @@ fn serve(
             }
         }
     });
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The watchdog thread: reports each exchange that outlives the timeout, once.

@@ -15,6 +15,12 @@ mod wsgi;
 
 use pyo3::prelude::*;
 
+/// Locks `mutex`, ignoring poisoning: a panic caught on an app thread must not make every
+/// later lock fail.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The native half of the `wizgy` package; see `python/wizgy/_native.pyi`.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

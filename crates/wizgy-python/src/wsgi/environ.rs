@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use pyo3::intern;
 use pyo3::prelude::*;
+
+use crate::lock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use wizgy_core::cgi::{cgi_name, join_separator, percent_decode, split_root, CgiName};
 use wizgy_core::exchange::{PeerAddr, Request};
@@ -135,7 +137,7 @@ pub fn build<'py>(
         let Some(key) = shared.key(py, name)? else {
             continue;
         };
-        if host_header.is_none() && key.to_str()? == "HTTP_HOST" {
+        if host_header.is_none() && name.eq_ignore_ascii_case(b"host") {
             host_header = Some(value);
         }
         let value = latin1(py, value);
@@ -183,10 +185,6 @@ pub fn build<'py>(
     env.set_item(intern!(py, "wsgi.url_scheme"), request.scheme)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     Ok(env)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Splits `host[:port]` or `[v6]:port`.

@@ -22,7 +22,6 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, shared: &EnvironShared, exchange: Ex
     let Exchange {
         request,
         initial_body,
-        body_pending,
         events,
         body,
     } = exchange;
@@ -30,7 +29,7 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, shared: &EnvironShared, exchange: Ex
         Ok(start) => start,
         Err(err) => return log_app_error(py, &err, "creating start_response"),
     };
-    let outcome = WsgiInput::new(initial_body, body_pending, events, body);
+    let outcome = WsgiInput::new(initial_body, events, body);
     let outcome = Bound::new(py, outcome)
         .and_then(|input| environ::build(py, shared, &request, input))
         .and_then(|env| call_app(py, app, env, &start));

@@ -17,9 +17,8 @@ use super::{send_event, ClientDisconnected};
 pub struct WsgiInput {
     /// Unread bytes of the current piece.
     buf: Bytes,
-    /// More body may come from the connection.
-    pending: bool,
     events: mpsc::Sender<AppEvent>,
+    /// Where more body comes from; `None` once there is no more to ask for.
     body: Option<mpsc::Receiver<BodyPiece>>,
     /// Why the body cannot be read; raised again by every later read, so an app never takes
     /// a cut-off body for a complete one.
@@ -29,13 +28,11 @@ pub struct WsgiInput {
 impl WsgiInput {
     pub fn new(
         initial: Bytes,
-        pending: bool,
         events: mpsc::Sender<AppEvent>,
         body: Option<mpsc::Receiver<BodyPiece>>,
     ) -> Self {
         WsgiInput {
             buf: initial,
-            pending,
             events,
             body,
             error: None,
@@ -48,7 +45,7 @@ impl WsgiInput {
             if let Some(reason) = self.error {
                 return Err(ClientDisconnected::new_err(reason));
             }
-            let (true, Some(body)) = (self.pending, self.body.as_mut()) else {
+            let Some(body) = self.body.as_mut() else {
                 return Ok(false);
             };
             if send_event(py, &self.events, AppEvent::ReadBody).is_err() {
@@ -57,7 +54,7 @@ impl WsgiInput {
             }
             match py.detach(|| body.blocking_recv()) {
                 Some(BodyPiece::Data(data)) => self.buf = data,
-                Some(BodyPiece::End) => self.pending = false,
+                Some(BodyPiece::End) => self.body = None,
                 // The connection is gone before saying the body ended: it did not.
                 None => self.fail("client disconnected before the body was complete"),
                 Some(BodyPiece::Error(reason)) => self.fail(reason),
@@ -67,7 +64,7 @@ impl WsgiInput {
     }
 
     fn fail(&mut self, reason: &'static str) {
-        self.pending = false;
+        self.body = None;
         self.error = Some(reason);
     }
 
