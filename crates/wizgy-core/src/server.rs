@@ -99,8 +99,9 @@ pub fn use_batch_scheduling() {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
-        // Processes the app starts get the default policy back.
-        let policy = libc::SCHED_BATCH | libc::SCHED_RESET_ON_FORK;
+        // Processes the app starts inherit it (SCHED_RESET_ON_FORK resets only real-time
+        // policies): harmless, they are only not preempting on wake-up either.
+        let policy = libc::SCHED_BATCH;
         // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the calling
         // thread; SCHED_BATCH with priority 0 needs no privilege.
         #[allow(unsafe_code)]

@@ -1,0 +1,21 @@
+"""Workers run their app threads under SCHED_BATCH (no wake-up preemption between the I/O
+thread and the app threads). Processes the app starts inherit it: Linux's SCHED_RESET_ON_FORK
+only resets real-time policies, so wizgy does not pretend otherwise (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from helpers import request
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux policy")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_app_threads_run_under_sched_batch_and_their_children_inherit_it(serve, workers):
+    server = serve("sched_app:app", "--workers", workers)
+    report = request(server.addr, "GET", "/").json()
+    assert report["thread"] == os.SCHED_BATCH, report
+    assert report["child"] == os.SCHED_BATCH, report
