@@ -10,7 +10,8 @@
 # Each round starts the server once per build (1 worker, defaults, pinned to core 0), warms up
 # 1 s, then runs wrk (-t1 -c64, pinned to core 1) for BENCH_DURATION seconds (default 3) while
 # `perf stat` counts the worker's CPU time, context switches and system calls. Prints, per
-# build, medians of req/s, server CPU per request, context switches and syscalls per request.
+# build, medians of req/s, server CPU per request, context switches and syscalls per request,
+# and wrk's p99 latency.
 # APP is MODULE:CALLABLE in bench/apps. WRKARGS adds wrk options (e.g. -s bench/lua/post.lua).
 # The build under test is copied over the editable install in python/wizgy/, and the build
 # that was there is put back at the end. Only 127.0.0.1; every process is stopped by PID.
@@ -52,7 +53,7 @@ run_one() {
     taskset -c 1 timeout 20 wrk -t1 -c64 -d1s ${WRKARGS:-} "http://127.0.0.1:$port/" >/dev/null
     local stat
     stat=$(mktemp)
-    taskset -c 1 timeout $((duration + 10)) wrk -t1 -c64 -d"${duration}s" ${WRKARGS:-} \
+    taskset -c 1 timeout $((duration + 10)) wrk -t1 -c64 -d"${duration}s" --latency ${WRKARGS:-} \
         "http://127.0.0.1:$port/" >"$stat.wrk" &
     local wrk=$!
     perf stat -x, -e "$events" -p "$worker" -o "$stat" -- sleep "$duration" 2>/dev/null || true
@@ -61,18 +62,21 @@ run_one() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    local rps
+    local rps p99
     rps=$(awk '/Requests\/sec/{print $2}' "$stat.wrk")
-    awk -F, -v label="$label" -v rps="$rps" -v d="$duration" '
+    # wrk prints the 99th percentile as e.g. "99%    1.87ms" (us, ms or s): in ms here.
+    p99=$(awk '$1 == "99%" {v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v);
+        print (u == "us" ? v / 1000 : (u == "s" ? v * 1000 : v))}' "$stat.wrk")
+    awk -F, -v label="$label" -v rps="$rps" -v p99="${p99:-0}" -v d="$duration" '
         $3 == "task-clock" {cpu = $1}
         $3 == "context-switches" {cs = $1}
         $3 == "raw_syscalls:sys_enter" {sc = $1}
-        END {n = rps * d; if (n > 0) printf "%s %.0f %.2f %.3f %.2f\n", label, rps, cpu * 1000 / n, cs / n, sc / n}
+        END {n = rps * d; if (n > 0) printf "%s %.0f %.2f %.3f %.2f %.2f\n", label, rps, cpu * 1000 / n, cs / n, sc / n, p99}
     ' "$stat" | tee -a "$out"
     rm -f "$stat" "$stat.wrk"
 }
 
-echo "label req/s cpu_us/req switches/req syscalls/req"
+echo "label req/s cpu_us/req switches/req syscalls/req p99_ms"
 for _ in $(seq "$rounds"); do
     for build in "${builds[@]}"; do
         run_one "${build%%=*}" "${build#*=}" "$@"
@@ -88,6 +92,6 @@ for line in open(sys.argv[1]):
 for label, runs in rows.items():
     med = [statistics.median(col) for col in zip(*runs)]
     print(f"{label}: {med[0]:.0f} req/s, {med[1]:.2f} us CPU/req, {med[2]:.3f} switches/req, "
-          f"{med[3]:.2f} syscalls/req (n={len(runs)})")
+          f"{med[3]:.2f} syscalls/req, p99 {med[4]:.2f} ms (n={len(runs)})")
 EOF
 rm -f "$out"

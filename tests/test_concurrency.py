@@ -51,3 +51,53 @@ def test_one_thread_runs_four_200ms_requests_one_after_another(serve):
     elapsed, _ = four_concurrent_requests(server.addr)
     print(f"--threads 1: four 200 ms requests took {elapsed:.3f} s")
     assert elapsed >= 0.75, f"four 200 ms requests took only {elapsed:.3f} s with --threads 1"
+
+
+def concurrent_requests(addr, path: str, clients: int, each: int) -> list:
+    """``clients`` threads each make ``each`` requests to ``path`` at once: the bodies."""
+    barrier = threading.Barrier(clients)
+    bodies: list = []
+    errors: list = []
+
+    def worker() -> None:
+        try:
+            barrier.wait(5)
+            for _ in range(each):
+                resp = request(addr, "GET", path, timeout=20)
+                assert resp.status == 200, resp.status
+                bodies.append(resp.body)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors[:3]
+    assert len(bodies) == clients * each
+    return bodies
+
+
+def test_an_app_that_keeps_the_gil_is_not_run_by_threads_taking_turns(serve):
+    # A request that runs Python for 3 ms looks like a blocked one from outside; threads woken
+    # for it would only wait for the GIL and take 5 ms turns with the running one (every such
+    # thread adds a turn to every request's latency). With the default 64 threads and 16
+    # clients, the requests must stay on the few threads that actually get the GIL.
+    server = serve("http_apps:spin")
+    bodies = concurrent_requests(server.addr, "/", clients=16, each=12)
+    threads = {body for body in bodies}
+    print(f"16 clients x 12 GIL-bound requests ran on {len(threads)} app threads")
+    assert len(threads) <= 3, sorted(threads)
+
+
+def test_blocking_requests_after_gil_bound_load_still_run_in_parallel(serve):
+    # The GIL-bound load above holds back waking threads for a while: that must not last.
+    server = serve("http_apps:spin")
+    concurrent_requests(server.addr, "/", clients=16, each=6)
+    time.sleep(0.1)
+    started = time.monotonic()
+    bodies = concurrent_requests(server.addr, "/sleep", clients=16, each=1)
+    elapsed = time.monotonic() - started
+    print(f"16 sleeps of 200 ms after GIL-bound load took {elapsed:.3f} s")
+    assert elapsed < 1.0, f"16 x 200 ms sleeps took {elapsed:.3f} s with 64 threads"

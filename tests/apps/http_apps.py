@@ -62,3 +62,14 @@ def sleepy(environ, start_response):
     """Sleeps 200 ms (releasing the GIL) and then names the thread that ran it."""
     time.sleep(0.2)
     return _reply(start_response, threading.current_thread().name.encode("utf-8", "replace"))
+
+
+def spin(environ, start_response):
+    """Runs Python for 3 ms without releasing the GIL (``/sleep``: sleeps 200 ms, releasing
+    it), then names the thread that ran it."""
+    if environ["PATH_INFO"] == "/sleep":
+        return sleepy(environ, start_response)
+    deadline = time.perf_counter() + 0.003
+    while time.perf_counter() < deadline:
+        pass
+    return _reply(start_response, threading.current_thread().name.encode("utf-8", "replace"))
