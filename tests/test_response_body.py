@@ -85,6 +85,27 @@ def test_tuple_of_bytes_is_sent_in_order(server):
     assert resp.body == b"tuple-body"
 
 
+@pytest.mark.parametrize("kind", ["list", "generator"])
+def test_pieces_of_every_size_arrive_in_order_at_a_slow_reader(server, kind):
+    # Small pieces are copied into one buffer, larger ones written from the app's bytes with
+    # writev; a reader with a small buffer that pauses forces partial writes in between.
+    sizes = [1, 100, 4095, 4096, 4097, 3, 10240, 0, 70000, 7, 300000, 2, 16384, 5000, 1]
+    expected = b"".join(bytes([65 + i % 26]) * size for i, size in enumerate(sizes))
+    with socket.create_connection(server.addr, timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        sock.sendall(build(f"/mixed?as={kind}"))
+        time.sleep(0.3)  # let the server fill the socket and wait for room
+        reader = Reader(sock)
+        resp = reader.response()
+    assert resp.status == 200
+    if kind == "list":
+        assert resp.header("Content-Length") == str(len(expected))
+    else:
+        assert resp.header("Transfer-Encoding") == "chunked"
+    assert len(resp.body) == len(expected)
+    assert resp.body == expected
+
+
 def test_generator_first_chunk_reaches_the_client_before_the_generator_finishes(server, tmp_path):
     flag = tmp_path / "flag"
     with connect(server.addr, timeout=10) as sock:

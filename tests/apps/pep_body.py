@@ -143,7 +143,25 @@ def no_body_status(environ, start_response):
     return [b"forbidden-body"]
 
 
+def _mixed_pieces():
+    """Pieces on both sides of the server's copy/zero-copy threshold (4 KiB), each distinct."""
+    sizes = [1, 100, 4095, 4096, 4097, 3, 10240, 0, 70000, 7, 300000, 2, 16384, 5000, 1]
+    return [bytes([65 + i % 26]) * size for i, size in enumerate(sizes)]
+
+
+def mixed(environ, start_response):
+    """``?as=list``: a list with Content-Length; ``?as=generator``: chunked, one per yield."""
+    pieces = _mixed_pieces()
+    if _query(environ).get("as") == "list":
+        length = sum(len(piece) for piece in pieces)
+        start_response("200 OK", TEXT + [("Content-Length", str(length))])
+        return pieces
+    start_response("200 OK", TEXT)
+    return iter(pieces)
+
+
 ROUTES = {
+    "/mixed": mixed,
     "/list": as_list,
     "/tuple": as_tuple,
     "/generator": generator,

@@ -6,7 +6,7 @@
 //! not know Python: the app side speaks to it only through [`crate::exchange`].
 
 use std::fs::File;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,6 +120,21 @@ impl AsyncWrite for Stream {
         }
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
@@ -145,9 +160,12 @@ const PREREAD: u64 = 64 * 1024;
 const EVENT_QUEUE: usize = 32;
 /// Queued response bytes past which the connection writes instead of taking more events.
 const COALESCE_MAX: usize = 256 * 1024;
-/// Pieces up to this size are copied into the output buffer (one write for head and body);
-/// larger ones are written from the app's own buffer.
-const COALESCE_LIMIT: usize = 16 * 1024;
+/// Pieces up to this size are copied into the output buffer; larger ones are written from the
+/// app's own buffer, in the same writev(2) as the bytes around them (stream workload, 10 KiB
+/// chunks: copying them cost ~15 % of the worker's CPU in memmove).
+const COALESCE_LIMIT: usize = 4 * 1024;
+/// The most buffers handed to one writev(2) (Linux's IOV_MAX is 1024).
+const MAX_IOVECS: usize = 64;
 /// An unread request body is drained (read and discarded) up to this size to keep the
 /// connection; anything larger closes it.
 const DRAIN_LIMIT: u64 = 256 * 1024;
@@ -736,18 +754,20 @@ impl Connection {
         self.out.len() + self.pending_large.iter().map(Bytes::len).sum::<usize>()
     }
 
-    /// Writes everything queued, in order.
+    /// Writes everything queued, in order: one write for the output buffer alone, writev for
+    /// large pieces and the bytes around them.
     async fn flush(&mut self) -> io::Result<()> {
         let timeout = self.settings.write_timeout;
-        for piece in std::mem::take(&mut self.pending_large) {
-            write_all(&mut self.stream, &piece, timeout).await?;
-        }
-        if !self.out.is_empty() {
-            let result = write_all(&mut self.stream, &self.out, timeout).await;
-            self.out.clear();
-            result?;
-        }
-        Ok(())
+        let result = if self.pending_large.is_empty() {
+            write_all(&mut self.stream, &self.out, timeout).await
+        } else {
+            let result =
+                write_all_vectored(&mut self.stream, &self.pending_large, &self.out, timeout).await;
+            self.pending_large.clear();
+            result
+        };
+        self.out.clear();
+        result
     }
 
     /// Reads the next piece of the request body for the app.
@@ -881,6 +901,34 @@ async fn write_all(stream: &mut Stream, mut buf: &[u8], timeout: Duration) -> io
             return Err(io::ErrorKind::WriteZero.into());
         }
         buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Writes `pieces` and then `tail` with writev(2), [`MAX_IOVECS`] buffers at a time.
+async fn write_all_vectored(
+    stream: &mut Stream,
+    pieces: &[Bytes],
+    tail: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = pieces
+        .iter()
+        .map(|piece| &piece[..])
+        .chain(std::iter::once(tail))
+        .filter(|piece| !piece.is_empty())
+        .map(IoSlice::new)
+        .collect();
+    let mut bufs = &mut slices[..];
+    while !bufs.is_empty() {
+        let batch = bufs.len().min(MAX_IOVECS);
+        let n = tokio::time::timeout(timeout, stream.write_vectored(&bufs[..batch]))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
 }

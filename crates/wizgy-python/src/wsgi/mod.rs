@@ -24,9 +24,12 @@ create_exception!(
 );
 
 /// Pieces at least this big are handed to the connection without a copy: the bytes object
-/// is kept alive and its buffer written directly. Smaller ones are copied (cheaper than the
-/// reference-count traffic of keeping them, and the connection coalesces them anyway).
-const ZERO_COPY_MIN: usize = 16 * 1024;
+/// is kept alive and its buffer written directly (the connection writes it with writev).
+/// Smaller ones are copied (cheaper than keeping the object: its reference is dropped on
+/// the I/O thread, queued in pyo3's pool until an app thread next holds the GIL, and the
+/// connection copies small pieces into one buffer anyway). Same size as the connection's
+/// `COALESCE_LIMIT`.
+const ZERO_COPY_MIN: usize = 4 * 1024;
 
 /// Converts one response chunk to `Bytes`; a `str` chunk is an app error (PEP 3333: the
 /// body is bytestrings only).
