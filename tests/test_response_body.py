@@ -106,6 +106,26 @@ def test_pieces_of_every_size_arrive_in_order_at_a_slow_reader(server, kind):
     assert resp.body == expected
 
 
+def test_an_app_streaming_to_a_client_that_does_not_read_is_held_back_by_bytes(server, tmp_path):
+    # Backpressure counts bytes, not chunks: with 1 MiB chunks, 128 queued events would be
+    # 128 MiB held for one client. The server may hold ~0.5 MiB plus what the kernel's socket
+    # buffers take (a few MiB on loopback), so the app must stop far short of its 48 MiB.
+    mark = tmp_path / "produced"
+    with socket.create_connection(server.addr, timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(build(f"/produce?{urlencode({'mark': str(mark)})}"))
+        assert wait_for_file(mark)
+        time.sleep(1.0)
+        produced = int(mark.read_text() or "0")
+        print(f"chunks of 1 MiB produced while the client read nothing: {produced}")
+        assert produced <= 12, f"{produced} MiB produced for a client that read nothing"
+        resp = Reader(sock).response()
+    assert resp.status == 200
+    assert len(resp.body) == 48 << 20
+    assert resp.body[-1:] == b"7" and resp.body[:1] == b"0"
+    assert int(mark.read_text()) == 48
+
+
 def test_generator_first_chunk_reaches_the_client_before_the_generator_finishes(server, tmp_path):
     flag = tmp_path / "flag"
     with connect(server.addr, timeout=10) as sock:

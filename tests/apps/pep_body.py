@@ -160,8 +160,25 @@ def mixed(environ, start_response):
     return iter(pieces)
 
 
+def produce(environ, start_response):
+    """48 fresh 1 MiB chunks; before each yield, the number yielded so far goes to ``mark``."""
+    mark = _query(environ)["mark"]
+    start_response("200 OK", TEXT)
+
+    def body():
+        for i in range(48):
+            with open(mark, "w") as f:
+                f.write(str(i))
+            yield bytes([48 + i % 10]) * (1 << 20)
+        with open(mark, "w") as f:
+            f.write("48")
+
+    return body()
+
+
 ROUTES = {
     "/mixed": mixed,
+    "/produce": produce,
     "/list": as_list,
     "/tuple": as_tuple,
     "/generator": generator,

@@ -6,6 +6,7 @@
 //! (`ResponseHead`); a refusal becomes an exception raised in the app.
 
 use std::fs::File;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
@@ -13,15 +14,16 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyString, PyTuple};
 use tokio::sync::mpsc;
-use wizgy_core::exchange::AppEvent;
+use wizgy_core::exchange::{AppEvent, SendBudget};
 use wizgy_core::http1::response::ResponseHead;
 
-use super::{chunk_to_bytes, send_event};
+use super::{chunk_to_bytes, send_event, ClientDisconnected};
 
 /// The `start_response` callable of one exchange.
 #[pyclass(module = "wizgy._native")]
 pub struct StartResponse {
     events: mpsc::Sender<AppEvent>,
+    budget: Arc<SendBudget>,
     /// Set by start_response, sent with the first body data.
     pending: Option<ResponseHead>,
     /// start_response has been called at least once.
@@ -121,15 +123,29 @@ fn build_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
 /// room in the channel (which releases the GIL): another thread of the app may call write()
 /// meanwhile, and must find the object free.
 pub fn send(start: &Bound<'_, StartResponse>, body: Vec<Bytes>, end: bool) -> PyResult<()> {
-    let (events, head) = {
+    let (events, budget, head) = {
         let mut this = start.try_borrow_mut()?;
         if this.finished {
             return Ok(());
         }
         let head = this.take_head()?;
         this.finished = end;
-        (this.events.clone(), head)
+        (this.events.clone(), this.budget.clone(), head)
     };
+    let bytes = body.iter().map(Bytes::len).sum();
+    if bytes > 0 {
+        let py = start.py();
+        // Only the connection frees the budget, so with the GIL held it cannot run out between
+        // this check and the take; the wait itself is without the GIL.
+        let room = if budget.is_spent() {
+            py.detach(|| budget.take(bytes))
+        } else {
+            budget.take(bytes)
+        };
+        if !room {
+            return Err(ClientDisconnected::new_err("client disconnected"));
+        }
+    }
     send_event(start.py(), &events, AppEvent::Send { head, body, end })
 }
 
@@ -176,9 +192,10 @@ impl StartResponse {
         self.head_sent
     }
 
-    pub fn new(events: mpsc::Sender<AppEvent>) -> Self {
+    pub fn new(events: mpsc::Sender<AppEvent>, budget: Arc<SendBudget>) -> Self {
         StartResponse {
             events,
+            budget,
             pending: None,
             started: false,
             head_sent: false,
