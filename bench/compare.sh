@@ -10,8 +10,8 @@
 # Each round starts the server once per build (1 worker, defaults, pinned to core 0), warms up
 # 1 s, then runs wrk (-t1 -c64, pinned to core 1) for BENCH_DURATION seconds (default 3) while
 # `perf stat` counts the worker's CPU time, context switches and system calls. Prints, per
-# build, medians of req/s, server CPU per request, context switches and syscalls per request,
-# and wrk's p99 latency.
+# build, medians of req/s, server CPU per request, context switches, syscalls and page faults
+# per request, and wrk's p99 latency.
 # APP is MODULE:CALLABLE in bench/apps. WRKARGS adds wrk options (e.g. -s bench/lua/post.lua).
 # The build under test is copied over the editable install in python/wizgy/, and the build
 # that was there is put back at the end. Only 127.0.0.1; every process is stopped by PID.
@@ -34,7 +34,7 @@ cp "$so" "$saved"
 trap 'cp "$saved" "$so"; rm -f "$saved"' EXIT
 port=${BENCH_PORT:-8119}
 duration=${BENCH_DURATION:-3}
-events=task-clock,context-switches,raw_syscalls:sys_enter
+events=task-clock,context-switches,raw_syscalls:sys_enter,page-faults
 out=$(mktemp)
 
 run_one() {
@@ -71,12 +71,13 @@ run_one() {
         $3 == "task-clock" {cpu = $1}
         $3 == "context-switches" {cs = $1}
         $3 == "raw_syscalls:sys_enter" {sc = $1}
-        END {n = rps * d; if (n > 0) printf "%s %.0f %.2f %.3f %.2f %.2f\n", label, rps, cpu * 1000 / n, cs / n, sc / n, p99}
+        $3 == "page-faults" {pf = $1}
+        END {n = rps * d; if (n > 0) printf "%s %.0f %.2f %.3f %.2f %.2f %.3f\n", label, rps, cpu * 1000 / n, cs / n, sc / n, p99, pf / n}
     ' "$stat" | tee -a "$out"
     rm -f "$stat" "$stat.wrk"
 }
 
-echo "label req/s cpu_us/req switches/req syscalls/req p99_ms"
+echo "label req/s cpu_us/req switches/req syscalls/req p99_ms faults/req"
 for _ in $(seq "$rounds"); do
     for build in "${builds[@]}"; do
         run_one "${build%%=*}" "${build#*=}" "$@"
@@ -92,6 +93,7 @@ for line in open(sys.argv[1]):
 for label, runs in rows.items():
     med = [statistics.median(col) for col in zip(*runs)]
     print(f"{label}: {med[0]:.0f} req/s, {med[1]:.2f} us CPU/req, {med[2]:.3f} switches/req, "
-          f"{med[3]:.2f} syscalls/req, p99 {med[4]:.2f} ms (n={len(runs)})")
+          f"{med[3]:.2f} syscalls/req, p99 {med[4]:.2f} ms, {med[5]:.3f} page faults/req "
+          f"(n={len(runs)})")
 EOF
 rm -f "$out"

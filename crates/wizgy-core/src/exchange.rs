@@ -170,6 +170,9 @@ impl SendBudget {
     pub fn close(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.closed = true;
-        self.room.notify_all();
+        // Only with a waiter: std's notify is a futex syscall even when nobody waits.
+        if std::mem::take(&mut state.waiting) {
+            self.room.notify_all();
+        }
     }
 }

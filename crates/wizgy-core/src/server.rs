@@ -115,20 +115,39 @@ pub fn use_batch_scheduling() {
     }
 }
 
-/// Caps glibc's malloc arenas at 2 for this process, unless `MALLOC_ARENA_MAX` says otherwise.
+/// Tunes glibc's malloc for a worker; each setting is skipped when its `MALLOC_*_`
+/// environment variable is set, so an operator can still override it.
 ///
-/// Response data is allocated on app threads and freed on the I/O thread; with glibc's default
-/// of up to 8 arenas per core, each thread that allocates gets an arena of its own, and freed
-/// memory stays spread over them. Measured on the stream workload (64 clients, 100 x 10 KiB
-/// generator chunks): worker RSS 32 -> 23 MiB at the same req/s; hello unchanged. The same
-/// advice gunicorn's documentation gives for threaded workers.
-pub fn limit_malloc_arenas() {
+/// - Arenas capped at 2 (`MALLOC_ARENA_MAX`). Response data is allocated on app threads and
+///   freed on the I/O thread; with glibc's default of up to 8 arenas per core, each thread
+///   that allocates gets an arena of its own, and freed memory stays spread over them.
+///   Measured on the stream workload (64 clients, 100 x 10 KiB generator chunks): worker RSS
+///   32 -> 23 MiB at the same req/s; hello unchanged. The advice gunicorn gives for threads.
+/// - 4 MiB kept at the top of the heap when trimming (`MALLOC_TOP_PAD_`): request bodies are
+///   64 KiB buffers allocated and freed per request, and the default trim gave the pages back
+///   and faulted them in again each time (post workload: 1.0 -> 0 page faults per request,
+///   ~33 -> ~27 µs of CPU per request; peak RSS unchanged within 0.3 MiB).
+/// - Blocks from 4 MiB up mapped on their own (`MALLOC_MMAP_THRESHOLD_`): setting the pad
+///   turns off glibc's sliding mmap threshold, and a fixed 128 KiB one maps and faults in
+///   every 1 MiB response body an app builds (measured: 65 -> 130 faults, 437 -> 749 µs per
+///   request); 4 MiB keeps such bodies on the heap as the sliding threshold did.
+pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes allocator settings; M_ARENA_MAX takes any int.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+    {
+        let unset = |name: &str| std::env::var_os(name).is_none();
+        let settings = [
+            ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 2),
+            ("MALLOC_TOP_PAD_", libc::M_TOP_PAD, 4 << 20),
+            ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 4 << 20),
+        ];
+        for (variable, parameter, value) in settings {
+            if unset(variable) {
+                // SAFETY: mallopt only changes allocator settings; these take any int.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::mallopt(parameter, value);
+                }
+            }
         }
     }
 }

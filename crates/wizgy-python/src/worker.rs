@@ -116,7 +116,7 @@ fn serve_worker(py: Python<'_>, host: &Host<'_>, link: WorkerLink) -> Result<(),
         .map(|timeout| Watchdog { timeout, link });
     // The worker's I/O thread (this one) and the app threads it starts.
     server::use_batch_scheduling();
-    server::limit_malloc_arenas();
+    server::tune_malloc();
     serve_in_process(py, config, app, listeners, options, watchdog)
         .map_err(|e| WorkerError::Other(e.0))
 }
