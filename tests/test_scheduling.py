@@ -1,4 +1,4 @@
-"""Workers run their app threads under SCHED_BATCH (no wake-up preemption between the I/O
+"""Workers run their I/O thread and app threads under SCHED_BATCH (no wake-up preemption between the I/O
 thread and the app threads). Processes the app starts inherit it: Linux's SCHED_RESET_ON_FORK
 only resets real-time policies, so wizgy does not pretend otherwise (ARCHITECTURE.md)."""
 
@@ -19,3 +19,5 @@ def test_app_threads_run_under_sched_batch_and_their_children_inherit_it(serve, 
     report = request(server.addr, "GET", "/").json()
     assert report["thread"] == os.SCHED_BATCH, report
     assert report["child"] == os.SCHED_BATCH, report
+    # The I/O thread too: it and the app threads take turns in batches.
+    assert report["threads"].get("wizgy-io") == os.SCHED_BATCH, report["threads"]

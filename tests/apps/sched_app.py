@@ -8,12 +8,29 @@ import sys
 CHILD = "import os; print(os.sched_getscheduler(0))"
 
 
+def _threads():
+    """{thread name: scheduling policy} for every thread of this process."""
+    policies = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+            policies[name] = os.sched_getscheduler(int(tid))
+        except OSError:
+            pass  # the thread ended meanwhile
+    return policies
+
+
 def app(environ, start_response):
     child = subprocess.run(
         [sys.executable, "-c", CHILD], capture_output=True, text=True, check=True
     )
     body = json.dumps(
-        {"thread": os.sched_getscheduler(0), "child": int(child.stdout.strip())}
+        {
+            "thread": os.sched_getscheduler(0),
+            "child": int(child.stdout.strip()),
+            "threads": _threads(),
+        }
     ).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]

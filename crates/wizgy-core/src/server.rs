@@ -1,5 +1,5 @@
-//! A worker's serving loop: one current-thread tokio runtime, an accept loop per listener, a task
-//! per connection, and a graceful stop on SIGTERM/SIGINT.
+//! A worker's serving loop: a tokio runtime with one worker thread (the I/O thread), an accept
+//! loop per listener, a task per connection, and a graceful stop on SIGTERM/SIGINT.
 //!
 //! The runtime is created here, after any fork, never in the supervisor. App threads are not
 //! this module's business: it only sees the [`Dispatch`] it is given.
@@ -159,7 +159,13 @@ pub fn run(
     dispatcher: Arc<dyn Dispatch>,
     options: ServerOptions,
 ) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // One I/O thread, but the multi-thread scheduler: the current-thread one wakes its driver
+    // (an eventfd write) on every wake from an app thread, even while it is running; this one
+    // only when its worker is parked (hello: 3.1 -> 2.2 syscalls, -5 % CPU per request).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("wizgy-io")
+        .on_thread_start(use_batch_scheduling)
         .enable_all()
         .build()?;
     let settings = Arc::new(ConnectionSettings {
