@@ -155,6 +155,14 @@ def test_close_is_called_after_a_normal_end(server, tmp_path):
     assert wait_for_file(mark, 5), "close() not called after the body was sent"
 
 
+def test_close_of_a_list_subclass_is_called(server, tmp_path):
+    # Plain lists and tuples are not asked for close(); their subclasses must be.
+    mark = tmp_path / "closed"
+    resp = get(server, with_mark("/closing-list", mark))
+    assert resp.body == b"list"
+    assert wait_for_file(mark, 5), "close() of a list subclass not called"
+
+
 def test_close_is_called_when_iteration_raises(server, tmp_path):
     mark = tmp_path / "closed"
     with connect(server.addr, timeout=10) as sock:

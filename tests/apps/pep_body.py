@@ -68,6 +68,23 @@ def closing(environ, start_response):
     return ClosingBody(_query(environ)["mark"], lambda: iter([b"a", b"b"]))
 
 
+class ClosingList(list):
+    """A list subclass with close(): the server must still call it."""
+
+    mark = ""
+
+    def close(self):
+        with open(self.mark, "w") as f:
+            f.write("closed")
+
+
+def closing_list(environ, start_response):
+    start_response("200 OK", TEXT)
+    body = ClosingList([b"li", b"st"])
+    body.mark = _query(environ)["mark"]
+    return body
+
+
 def closing_error(environ, start_response):
     start_response("200 OK", TEXT)
 
@@ -184,6 +201,7 @@ ROUTES = {
     "/generator": generator,
     "/closing": closing,
     "/closing-error": closing_error,
+    "/closing-list": closing_list,
     "/closing-disconnect": closing_disconnect,
     "/str-chunk": str_chunk,
     "/empty-chunks": empty_chunks,

@@ -66,9 +66,13 @@ fn call_app(
 }
 
 fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
-    let py = result.py();
-    if result.hasattr(intern!(py, "close"))? {
-        result.call_method0(intern!(py, "close"))?;
+    // A list or tuple has no close(), and asking costs an AttributeError (created, formatted
+    // and normalized before 3.13: ~1 µs per request on hello).
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
+    if let Some(close) = result.getattr_opt(intern!(result.py(), "close"))? {
+        close.call0()?;
     }
     Ok(())
 }

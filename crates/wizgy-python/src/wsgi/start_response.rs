@@ -69,7 +69,7 @@ impl StartResponse {
         this.pending = Some(head);
         this.started = true;
         drop(this);
-        Ok(slf.getattr("write")?.unbind())
+        Ok(slf.getattr(pyo3::intern!(slf.py(), "write"))?.unbind())
     }
 
     /// The `write(data)` callable: sends `data` at once (PEP 3333's imperative API).
