@@ -1,11 +1,18 @@
 """Reports the scheduling policy of the app thread and of a process the app starts."""
 
+import ctypes
 import json
 import os
 import subprocess
 import sys
 
 CHILD = "import os; print(os.sched_getscheduler(0))"
+
+
+def _timer_slack():
+    """This thread's timer slack in ns (prctl PR_GET_TIMERSLACK)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(30, 0, 0, 0, 0)  # PR_GET_TIMERSLACK
 
 
 def _threads():
@@ -28,6 +35,7 @@ def app(environ, start_response):
     body = json.dumps(
         {
             "thread": os.sched_getscheduler(0),
+            "timer_slack_ns": _timer_slack(),
             "child": int(child.stdout.strip()),
             "threads": _threads(),
         }

@@ -112,6 +112,13 @@ pub fn use_batch_scheduling() {
                 std::io::Error::last_os_error()
             );
         }
+        // Timer slack 1 µs instead of Linux's default 50 µs: the app's sleeps and timeouts end
+        // when asked (time.sleep(0.01) overshot by 183 µs here, 129 µs with this).
+        // SAFETY: PR_SET_TIMERSLACK takes a plain integer; it affects only this thread.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
+        }
     }
 }
 
