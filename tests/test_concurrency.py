@@ -101,3 +101,4 @@ def test_blocking_requests_after_gil_bound_load_still_run_in_parallel(serve):
     elapsed = time.monotonic() - started
     print(f"16 sleeps of 200 ms after GIL-bound load took {elapsed:.3f} s")
     assert elapsed < 1.0, f"16 x 200 ms sleeps took {elapsed:.3f} s with 64 threads"
+    assert len(set(bodies)) >= 8, sorted(set(bodies))

@@ -1,6 +1,7 @@
-"""Workers run their I/O thread and app threads under SCHED_BATCH (no wake-up preemption between the I/O
-thread and the app threads). Processes the app starts inherit it: Linux's SCHED_RESET_ON_FORK
-only resets real-time policies, so wizgy does not pretend otherwise (ARCHITECTURE.md)."""
+"""Workers run their I/O thread and app threads under SCHED_BATCH (no wake-up preemption
+between the I/O thread and the app threads) with 1 µs timer slack. Processes the app starts
+inherit the policy: Linux's SCHED_RESET_ON_FORK only resets real-time policies, so wizgy does
+not pretend otherwise (ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
