@@ -102,3 +102,18 @@ def test_blocking_requests_after_gil_bound_load_still_run_in_parallel(serve):
     print(f"16 sleeps of 200 ms after GIL-bound load took {elapsed:.3f} s")
     assert elapsed < 1.0, f"16 x 200 ms sleeps took {elapsed:.3f} s with 64 threads"
     assert len(set(bodies)) >= 8, sorted(set(bodies))
+
+
+def test_requests_that_mix_python_and_waiting_run_on_several_threads(serve):
+    # 2 ms of Python then 6 ms of waiting: one thread does 125 requests/s, the GIL allows
+    # 500. A thread woken while another runs Python finds the GIL busy and holds back wakes
+    # for a while: that must not leave the waits of such a mix to one thread.
+    server = serve("http_apps:spin")
+    started = time.monotonic()
+    bodies = concurrent_requests(server.addr, "/mixed", clients=16, each=10)
+    elapsed = time.monotonic() - started
+    threads = set(bodies)
+    print(f"16 clients x 10 mixed requests: {elapsed:.2f} s on {len(threads)} app threads")
+    # 160 requests: 1.28 s on one thread, 0.32 s at the GIL's limit.
+    assert elapsed < 0.8, f"160 mixed requests took {elapsed:.2f} s on {len(threads)} threads"
+    assert len(threads) >= 2, threads
