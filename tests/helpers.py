@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -183,3 +184,23 @@ def raw(addr, data: bytes, timeout: float = 5.0) -> bytes:
         except (socket.timeout, ConnectionResetError):
             pass
         return out
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, bool]:
+    """Everything the server sends until it closes (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    out = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return out, False
+        sock.settimeout(remaining)
+        try:
+            piece = sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return out, True
+        except socket.timeout:
+            return out, False
+        if not piece:
+            return out, True
+        out += piece

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import pytest
-from helpers import IncompleteResponse, Reader, connect, request
+from helpers import IncompleteResponse, Reader, connect, read_until_closed, request
 
 HTTP_DATE = re.compile(
     r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} "
@@ -36,19 +36,8 @@ def connection_tokens(resp) -> set[str]:
 def drain(reader: Reader, timeout: float = 3.0) -> tuple[bytes, bool]:
     """Every further byte until the peer closes (EOF or reset) or ``timeout``: (bytes, closed)."""
     out, reader.buf = reader.buf, b""
-    reader.sock.settimeout(timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            piece = reader.sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            return out, True
-        except socket.timeout:
-            return out, False
-        if not piece:
-            return out, True
-        out += piece
-    return out, False
+    rest, closed = read_until_closed(reader.sock, timeout)
+    return out + rest, closed
 
 
 # --- keep-alive and connection close -------------------------------------------------------

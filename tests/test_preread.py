@@ -19,7 +19,7 @@ import struct
 import time
 
 import pytest
-from helpers import Reader, connect, request
+from helpers import Reader, connect, read_until_closed, request
 
 APP = "preread_app:app"
 PREREAD = 64 * 1024
@@ -144,26 +144,6 @@ def test_100_continue_is_sent_only_when_the_app_reads_and_the_app_gets_the_body(
 
 
 # --- a small body that never completes -------------------------------------------------------
-
-
-def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, bool]:
-    """Everything the server sends until it closes (True) or ``timeout`` passes (False)."""
-    deadline = time.monotonic() + timeout
-    out = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return out, False
-        sock.settimeout(remaining)
-        try:
-            piece = sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            return out, True
-        except socket.timeout:
-            return out, False
-        if not piece:
-            return out, True
-        out += piece
 
 
 def parse(data: bytes):

@@ -8,20 +8,9 @@ tell when the app ran relative to what the client sent.
 import hashlib
 import json
 import time
-from urllib.parse import parse_qs
 
+from hard_apps import _log, _param
 from routing import router
-
-
-def _log(environ, message):
-    errors = environ["wsgi.errors"]
-    errors.write(message + "\n")
-    errors.flush()
-
-
-def _param(environ, name, default):
-    values = parse_qs(environ.get("QUERY_STRING", "")).get(name)
-    return type(default)(values[0]) if values else default
 
 
 def _called(environ):

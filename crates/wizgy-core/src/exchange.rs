@@ -128,28 +128,39 @@ impl SendBudget {
     /// ... until the connection has written down to this many.
     const RESUME: usize = Self::LIMIT / 2;
 
+    /// App side: counts `bytes` as queued unless that means waiting: `Some(false)` if the
+    /// connection has gone (nothing counted), `None` if the budget is spent (call
+    /// [`SendBudget::take`], which waits).
+    pub fn try_take(&self, bytes: usize) -> Option<bool> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::count(&mut state, bytes)
+    }
+
     /// App side: waits (blocking the thread) while the budget is spent, then counts `bytes`
     /// as queued. Returns false if the connection has gone (nothing was counted).
     pub fn take(&self, bytes: usize) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while state.queued >= Self::LIMIT && !state.closed {
+        loop {
+            if let Some(room) = Self::count(&mut state, bytes) {
+                return room;
+            }
             state.waiting = true;
             state = self
                 .room
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        if state.closed {
-            return false;
-        }
-        state.queued += bytes;
-        true
     }
 
-    /// Whether [`SendBudget::take`] would wait now.
-    pub fn is_spent(&self) -> bool {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.queued >= Self::LIMIT && !state.closed
+    fn count(state: &mut BudgetState, bytes: usize) -> Option<bool> {
+        if state.closed {
+            return Some(false);
+        }
+        if state.queued >= Self::LIMIT {
+            return None;
+        }
+        state.queued += bytes;
+        Some(true)
     }
 
     /// Connection side: `bytes` taken from events have been written.

@@ -87,7 +87,9 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// Puts the calling thread, and the threads it starts afterwards, under `SCHED_BATCH`.
+/// Puts the calling thread, and the threads it starts afterwards, under `SCHED_BATCH` with
+/// 1 µs timer slack. Called by each of a worker's threads (the I/O thread, the app threads
+/// and their monitor), never by the thread that calls `wizgy.serve()`.
 ///
 /// The I/O thread and the app threads hand work to each other all the time. Under the default
 /// policy every hand-off preempts the thread that made it (wake-up preemption), so a loaded
@@ -95,7 +97,7 @@ pub fn raise_fd_limit() {
 /// the woken thread runs when the current one blocks or its time slice ends, by which time it
 /// has a batch of work waiting (measured with the pool of `app_threads`, hello on one core:
 /// +14 % req/s). Linux only; a failure is harmless.
-pub fn use_batch_scheduling() {
+pub fn tune_worker_thread() {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
@@ -172,7 +174,7 @@ pub fn run(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("wizgy-io")
-        .on_thread_start(use_batch_scheduling)
+        .on_thread_start(tune_worker_thread)
         .enable_all()
         .build()?;
     let settings = Arc::new(ConnectionSettings {

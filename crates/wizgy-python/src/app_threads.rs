@@ -329,6 +329,8 @@ impl AppThreads {
             .name("wizgy-pool".into())
             .spawn(move || {
                 let _ = monitor.monitor.handle.set(std::thread::current());
+                // Batch like the threads it wakes: its 1 ms ticks must not preempt them.
+                wizgy_core::server::tune_worker_thread();
                 monitor.monitor();
             })?;
         threads.push(thread);
@@ -383,7 +385,7 @@ fn serve(
     slot: Option<(Arc<Vec<Slot>>, usize)>,
 ) {
     let _ = pool.threads[index].handle.set(std::thread::current());
-    wizgy_core::server::use_batch_scheduling();
+    wizgy_core::server::tune_worker_thread();
     let slot = slot.as_ref().map(|(slots, index)| &slots[*index]);
     Python::attach(|py| {
         if let Some(slot) = slot {

@@ -114,8 +114,6 @@ fn serve_worker(py: Python<'_>, host: &Host<'_>, link: WorkerLink) -> Result<(),
     let watchdog = options
         .request_timeout
         .map(|timeout| Watchdog { timeout, link });
-    // The worker's I/O thread (this one) and the app threads it starts.
-    server::use_batch_scheduling();
     server::tune_malloc();
     serve_in_process(py, config, app, listeners, options, watchdog)
         .map_err(|e| WorkerError::Other(e.0))

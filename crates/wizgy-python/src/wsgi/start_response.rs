@@ -134,14 +134,10 @@ pub fn send(start: &Bound<'_, StartResponse>, body: Vec<Bytes>, end: bool) -> Py
     };
     let bytes = body.iter().map(Bytes::len).sum();
     if bytes > 0 {
-        let py = start.py();
-        // Only the connection frees the budget, so with the GIL held it cannot run out between
-        // this check and the take; the wait itself is without the GIL.
-        let room = if budget.is_spent() {
-            py.detach(|| budget.take(bytes))
-        } else {
-            budget.take(bytes)
-        };
+        // One lock when there is room; the wait for room is without the GIL.
+        let room = budget
+            .try_take(bytes)
+            .unwrap_or_else(|| start.py().detach(|| budget.take(bytes)));
         if !room {
             return Err(ClientDisconnected::new_err("client disconnected"));
         }
