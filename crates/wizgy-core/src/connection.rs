@@ -213,6 +213,17 @@ struct Connection {
     /// Exchanges completed on this connection.
     exchanges: u64,
     parser: HeadParser,
+    /// The deadline of the wait for a head (keep-alive or header timeout). One timer for the
+    /// connection's life, moved with `reset`: a timer made per wait registers with the
+    /// runtime's timer wheel and deregisters again, under its lock, for every request, while
+    /// tokio moves a registered timer to a later deadline without touching the wheel.
+    head_timer: Pin<Box<tokio::time::Sleep>>,
+    /// Completes when the worker begins a graceful stop. Made once: a watch channel's
+    /// `changed()` enters and leaves the channel's waiter list (under its lock) every time it
+    /// is made and dropped, and read_head waits on it once per request.
+    stopping: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// `stopping` has completed (it must not be polled again).
+    stop_seen: bool,
 }
 
 /// Serves one connection until it closes, fails, idles out or the worker shuts down.
@@ -221,7 +232,7 @@ pub async fn serve(
     peer: PeerAddr,
     server: Arc<ServerInfo>,
     settings: Arc<ConnectionSettings>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut conn = Connection {
         stream,
@@ -233,6 +244,15 @@ pub async fn serve(
         out: BytesMut::with_capacity(8 * 1024),
         pending_large: Vec::new(),
         exchanges: 0,
+        head_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        stopping: {
+            let mut shutdown = shutdown.clone();
+            Box::pin(async move {
+                // An error means the sender is gone: the worker is stopping too.
+                while shutdown.changed().await.is_ok() && !*shutdown.borrow() {}
+            })
+        },
+        stop_seen: false,
     };
     let expects_proxy_header = conn.settings.proxy_protocol
         && matches!(peer, PeerAddr::Ip(addr) if conn.settings.proxy_allow_from.contains(addr.ip()));
@@ -240,7 +260,7 @@ pub async fn serve(
         return;
     }
     loop {
-        let head = match conn.read_head(&mut shutdown).await {
+        let head = match conn.read_head(&shutdown).await {
             Ok(Some(head)) => head,
             Ok(None) => break,
             Err(error) => {
@@ -339,7 +359,7 @@ impl Connection {
     /// requests, idle timeout, shutdown while idle, or a head cut short by EOF).
     async fn read_head(
         &mut self,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Result<Option<RequestHead>, RequestError> {
         let mut head_deadline: Option<Instant> = None;
         loop {
@@ -352,7 +372,7 @@ impl Connection {
             // arrived yet): closing it would drop that request, so it is served, bounded by the
             // keep-alive timeout like any first request.
             let closable = idle && self.exchanges > 0;
-            if closable && *shutdown.borrow() {
+            if closable && (self.stop_seen || *shutdown.borrow()) {
                 return Ok(None);
             }
             let deadline = if idle {
@@ -363,15 +383,20 @@ impl Connection {
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(8 * 1024);
             }
+            self.head_timer.as_mut().reset(deadline.into());
             let read = tokio::select! {
-                read = tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.buf)) => read,
-                _ = shutdown.changed(), if closable => return Ok(None),
+                read = self.stream.read_buf(&mut self.buf) => Some(read),
+                () = self.head_timer.as_mut() => None,
+                () = self.stopping.as_mut(), if closable && !self.stop_seen => {
+                    self.stop_seen = true;
+                    return Ok(None);
+                }
             };
             match read {
-                Err(_elapsed) if idle => return Ok(None),
-                Err(_elapsed) => return Err(RequestError::Timeout),
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
-                Ok(Ok(_)) => {}
+                None if idle => return Ok(None),
+                None => return Err(RequestError::Timeout),
+                Some(Ok(0)) | Some(Err(_)) => return Ok(None),
+                Some(Ok(_)) => {}
             }
         }
     }
@@ -902,13 +927,31 @@ async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// One attempt at a write, `None` if the socket is not ready. Writes nearly always complete at
+/// once: trying first spares them the timeout, which reads the clock and sets up a timer.
+async fn try_now(
+    stream: &mut Stream,
+    mut write: impl FnMut(Pin<&mut Stream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+) -> Option<io::Result<usize>> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match write(Pin::new(&mut *stream), cx) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
+
 /// Writes all of `buf`, failing when a single write makes no progress within `timeout`
 /// (`--write-timeout`: a client that stopped reading must not hold the exchange forever).
 async fn write_all(stream: &mut Stream, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = tokio::time::timeout(timeout, stream.write(buf))
-            .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        let n = match try_now(stream, |s, cx| s.poll_write(cx, buf)).await {
+            Some(result) => result?,
+            None => tokio::time::timeout(timeout, stream.write(buf))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??,
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -934,9 +977,13 @@ async fn write_all_vectored(
     let mut bufs = &mut slices[..];
     while !bufs.is_empty() {
         let batch = bufs.len().min(MAX_IOVECS);
-        let n = tokio::time::timeout(timeout, stream.write_vectored(&bufs[..batch]))
-            .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        let batch = &bufs[..batch];
+        let n = match try_now(stream, |s, cx| s.poll_write_vectored(cx, batch)).await {
+            Some(result) => result?,
+            None => tokio::time::timeout(timeout, stream.write_vectored(batch))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??,
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -83,8 +83,15 @@ struct State {
     queue: VecDeque<(Exchange, u64)>,
     /// Parked threads, the most recently parked last.
     idle: Vec<usize>,
-    /// Threads not parked.
+    /// Threads not parked (including those starting).
     awake: usize,
+    /// Threads woken that have not taken an exchange yet (`Member::since` is [`STARTING`]):
+    /// while one is starting, no other is woken.
+    starting: usize,
+    /// When (as [`Pool::now`]) an awake thread last took an exchange; 0 once that thread
+    /// parked. Younger than [`STUCK`]: an awake thread is running Python and will be back
+    /// for queued work soon.
+    latest_start: u64,
     /// No more exchanges will come: threads exit once the queue is empty.
     closed: bool,
 }
@@ -136,33 +143,24 @@ impl Pool {
 
     /// Picks a parked thread to wake if queued work is waiting and no awake thread can take
     /// it soon. Called with the lock held; the caller unparks the thread after unlocking.
-    fn helper(&self, state: &mut State) -> Option<usize> {
+    fn helper(&self, state: &mut State, now: u64) -> Option<usize> {
         let (_, queued) = state.queue.front()?;
         if state.idle.is_empty() {
             return None;
         }
-        let now = self.now();
         if state.awake > 0 {
-            if now < self.hold_wakes_until.load(Ordering::Relaxed) {
+            if state.starting > 0 || now < self.hold_wakes_until.load(Ordering::Relaxed) {
                 return None;
             }
-            let stuck = STUCK.as_micros() as u64;
-            let mut all_blocked = true;
-            for member in self.threads.iter() {
-                match member.since.load(Ordering::Relaxed) {
-                    STARTING => return None,
-                    0 => {}
-                    since if now.saturating_sub(since) < stuck => all_blocked = false,
-                    _ => {}
-                }
-            }
+            let young = now.saturating_sub(state.latest_start) < STUCK.as_micros() as u64;
             let waited = now.saturating_sub(*queued) >= WAITED.as_micros() as u64;
-            if !all_blocked && !waited {
+            if young && !waited {
                 return None;
             }
         }
         let index = state.idle.pop()?;
         state.awake += 1;
+        state.starting += 1;
         self.threads[index].since.store(STARTING, Ordering::Relaxed);
         Some(index)
     }
@@ -176,14 +174,20 @@ impl Pool {
         loop {
             {
                 let mut state = self.lock();
+                let now = self.now();
+                let since = member.since.load(Ordering::Relaxed);
+                if since == STARTING {
+                    state.starting -= 1;
+                }
                 let busy = gil_wait >= self.gil_busy_after && !state.closed;
                 if busy {
                     // Woken for work, but another thread is running Python: let it run.
-                    let until = self.now() + GIL_BUSY_BACKOFF.as_micros() as u64;
+                    let until = now + GIL_BUSY_BACKOFF.as_micros() as u64;
                     self.hold_wakes_until.store(until, Ordering::Relaxed);
                 }
                 if let Some((work, _)) = (!busy).then(|| state.queue.pop_front()).flatten() {
-                    member.since.store(self.now(), Ordering::Relaxed);
+                    member.since.store(now, Ordering::Relaxed);
+                    state.latest_start = now;
                     return Some(work);
                 }
                 if state.closed {
@@ -196,6 +200,10 @@ impl Pool {
                 }
                 state.idle.push(index);
                 state.awake -= 1;
+                if since == state.latest_start {
+                    // The thread that took work last is parking: it is not coming back soon.
+                    state.latest_start = 0;
+                }
                 member.since.store(0, Ordering::Relaxed);
             }
             gil_wait = wait(member);
@@ -211,7 +219,7 @@ impl Pool {
                 if state.closed && state.awake == 0 {
                     return;
                 }
-                let wake = self.helper(&mut state);
+                let wake = self.helper(&mut state, self.now());
                 let watch = !state.queue.is_empty() && !state.idle.is_empty();
                 if !watch {
                     self.monitor_idle.store(true, Ordering::SeqCst);
@@ -242,8 +250,9 @@ impl Dispatch for Queue {
             if state.queue.len() >= pool.limit || state.closed {
                 return Err(Box::new(exchange));
             }
-            state.queue.push_back((exchange, pool.now()));
-            let wake = pool.helper(&mut state);
+            let now = pool.now();
+            state.queue.push_back((exchange, now));
+            let wake = pool.helper(&mut state, now);
             // Work left waiting while threads are parked: the monitor must watch it. (It sets
             // the flag under this lock, so the check cannot miss it going to sleep.)
             let watch = wake.is_none() && !state.idle.is_empty();
@@ -298,6 +307,8 @@ impl AppThreads {
                 queue: VecDeque::with_capacity(count * QUEUE_PER_THREAD),
                 idle: Vec::with_capacity(count),
                 awake: count,
+                starting: 0,
+                latest_start: 0,
                 closed: false,
             }),
             threads: (0..count).map(|_| Member::default()).collect(),

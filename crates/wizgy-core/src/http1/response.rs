@@ -98,12 +98,13 @@ impl ResponseHead {
         if value_bytes.iter().any(|&b| is_forbidden_in_value(b)) {
             return Err(ResponseError::InvalidHeaderValue(name.to_owned()));
         }
-        let lower = name.to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_str()) {
+        // Compared in place: lowercasing a copy of every name allocated per field.
+        let is = |lower: &str| name.eq_ignore_ascii_case(lower);
+        if HOP_BY_HOP.iter().any(|hop| is(hop)) {
             return Err(ResponseError::HopByHop(name.to_owned()));
         }
-        match lower.as_str() {
-            "content-length" => {
+        match () {
+            () if is("content-length") => {
                 let trimmed = value.trim_matches([' ', '\t']);
                 let parsed = (!trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()))
                     .then(|| trimmed.parse::<u64>().ok())
@@ -116,9 +117,9 @@ impl ResponseHead {
                 // Written by the server, which knows when a body must not carry one.
                 return Ok(());
             }
-            "server" => self.has_server = true,
-            "date" => self.has_date = true,
-            _ => {}
+            () if is("server") => self.has_server = true,
+            () if is("date") => self.has_date = true,
+            () => {}
         }
         self.fields.put_slice(name.as_bytes());
         self.fields.put_slice(b": ");
@@ -232,8 +233,9 @@ pub fn encode_head(
 }
 
 fn write_content_length(out: &mut BytesMut, n: u64) {
-    use std::fmt::Write;
-    write!(out, "Content-Length: {n}\r\n").expect("writing to BytesMut cannot fail");
+    out.put_slice(b"Content-Length: ");
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.put_slice(b"\r\n");
 }
 
 /// A complete error response the server writes itself (400, 500, ...): plain text,
