@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Networks;
 use crate::exchange::{
-    AppEvent, BodyPiece, Dispatch, Exchange, PeerAddr, Request, SendBudget, ServerInfo,
+    self, AppEvent, BodyPiece, Dispatch, Exchange, PeerAddr, Request, ServerInfo,
 };
 use crate::forwarded;
 use crate::http1::chunked::{encode_chunk_size, ChunkedDecoder, Decoded, LAST_CHUNK};
@@ -156,12 +156,6 @@ impl AsyncWrite for Stream {
 const BODY_PIECE: usize = 64 * 1024;
 /// Content-Length bodies up to this size are read before the app is called.
 const PREREAD: u64 = 64 * 1024;
-/// Events an app thread may queue before it waits for the connection to write; the bytes in
-/// them are bounded by the exchange's `SendBudget`. With the coalescing below, a generator's
-/// chunks go out in batches (stream workload, one core: one write per event 571 req/s; 8
-/// events 1,367; 32: 1,773; 128 within a 512 KiB budget: 0.4 instead of 3.8 context
-/// switches per 1 MiB response).
-const EVENT_QUEUE: usize = 128;
 /// Body bytes taken from events past which the connection writes instead of taking more.
 const COALESCE_MAX: usize = 1024 * 1024;
 /// Pieces up to this size are copied into the output buffer; larger ones are written from the
@@ -447,8 +441,7 @@ impl Connection {
                 }
             }
         }
-        let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
-        let budget = Arc::new(SendBudget::default());
+        let (events_tx, mut events) = exchange::link();
         // The body channel only when the app may ask for more body (most requests have none).
         let more_body = !matches!(body, BodyState::Done);
         let (body_tx, body_rx) = more_body.then(|| mpsc::channel(1)).unzip();
@@ -461,7 +454,6 @@ impl Connection {
             },
             initial_body,
             events: events_tx,
-            budget: budget.clone(),
             body: body_rx,
         };
         let mut progress = ResponseProgress {
@@ -570,20 +562,20 @@ impl Connection {
                     // generator's chunks: one write per batch, not per chunk).
                     while !progress.complete && taken < COALESCE_MAX {
                         match events.try_recv() {
-                            Ok(AppEvent::Send {
+                            Some(AppEvent::Send {
                                 head: None,
                                 body: pieces,
                                 end,
                             }) => taken += self.queue_body(pieces, end, &mut progress),
-                            Ok(other) => {
+                            Some(other) => {
                                 next = Some(other);
                                 break;
                             }
-                            Err(_) => break,
+                            None => break,
                         }
                     }
                     let written = self.flush().await;
-                    budget.written(taken);
+                    events.written(taken);
                     written
                 }
                 AppEvent::SendFile {
@@ -618,7 +610,6 @@ impl Connection {
         // Dropping the receiver tells an app still sending that the client is gone, so it
         // stops iterating and calls close().
         drop(events);
-        budget.close();
         if !progress.complete {
             progress.keep_alive = false;
             if !progress.head_written {
@@ -668,7 +659,7 @@ impl Connection {
     }
 
     /// Queues the body of one `Send` event (ending the body if `end`); returns the bytes the
-    /// app sent in it, as its `SendBudget` counted them.
+    /// app sent in it, as the exchange's link counted them.
     fn queue_body(
         &mut self,
         pieces: Vec<Bytes>,

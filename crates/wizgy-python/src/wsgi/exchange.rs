@@ -23,10 +23,9 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, shared: &EnvironShared, exchange: Ex
         request,
         initial_body,
         events,
-        budget,
         body,
     } = exchange;
-    let start = match Bound::new(py, StartResponse::new(events.clone(), budget)) {
+    let start = match Bound::new(py, StartResponse::new(events.clone())) {
         Ok(start) => start,
         Err(err) => return log_app_error(py, &err, "creating start_response"),
     };

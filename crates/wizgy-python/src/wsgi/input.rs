@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tokio::sync::mpsc;
-use wizgy_core::exchange::{AppEvent, BodyPiece};
+use wizgy_core::exchange::{AppEvent, BodyPiece, EventSender};
 
 use super::{send_event, ClientDisconnected};
 
@@ -17,7 +17,7 @@ use super::{send_event, ClientDisconnected};
 pub struct WsgiInput {
     /// Unread bytes of the current piece.
     buf: Bytes,
-    events: mpsc::Sender<AppEvent>,
+    events: EventSender,
     /// Where more body comes from; `None` once there is no more to ask for.
     body: Option<mpsc::Receiver<BodyPiece>>,
     /// Why the body cannot be read; raised again by every later read, so an app never takes
@@ -28,7 +28,7 @@ pub struct WsgiInput {
 impl WsgiInput {
     pub fn new(
         initial: Bytes,
-        events: mpsc::Sender<AppEvent>,
+        events: EventSender,
         body: Option<mpsc::Receiver<BodyPiece>>,
     ) -> Self {
         WsgiInput {
@@ -48,7 +48,7 @@ impl WsgiInput {
             let Some(body) = self.body.as_mut() else {
                 return Ok(false);
             };
-            if send_event(py, &self.events, AppEvent::ReadBody).is_err() {
+            if send_event(py, &self.events, AppEvent::ReadBody, 0).is_err() {
                 self.fail("client disconnected before the body was complete");
                 continue;
             }

@@ -13,8 +13,7 @@ use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
-use tokio::sync::mpsc;
-use wizgy_core::exchange::AppEvent;
+use wizgy_core::exchange::{AppEvent, EventSender, SendError};
 
 create_exception!(
     _native,
@@ -56,20 +55,18 @@ pub fn chunk_to_bytes(item: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     )))
 }
 
-/// Sends an event to the connection, blocking (without the GIL) only when its queue is full.
-/// Fails with [`ClientDisconnected`] when the connection is gone.
+/// Sends an event carrying `bytes` of response body to the connection, blocking (without the
+/// GIL) only while there is no room. Fails with [`ClientDisconnected`] when the connection is
+/// gone.
 pub fn send_event(
     py: Python<'_>,
-    events: &mpsc::Sender<AppEvent>,
+    events: &EventSender,
     event: AppEvent,
+    bytes: usize,
 ) -> PyResult<()> {
-    match events.try_send(event) {
-        Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(event)) => py
-            .detach(|| events.blocking_send(event))
-            .map_err(|_| ClientDisconnected::new_err("client disconnected")),
-        Err(mpsc::error::TrySendError::Closed(_)) => {
-            Err(ClientDisconnected::new_err("client disconnected"))
-        }
-    }
+    let sent = match events.try_send(event, bytes) {
+        Err(SendError::Full(event)) => py.detach(|| events.send_blocking(event, bytes)),
+        other => other,
+    };
+    sent.map_err(|_| ClientDisconnected::new_err("client disconnected"))
 }

@@ -6,24 +6,21 @@
 //! (`ResponseHead`); a refusal becomes an exception raised in the app.
 
 use std::fs::File;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyString, PyTuple};
-use tokio::sync::mpsc;
-use wizgy_core::exchange::{AppEvent, SendBudget};
+use wizgy_core::exchange::{AppEvent, EventSender};
 use wizgy_core::http1::response::ResponseHead;
 
-use super::{chunk_to_bytes, send_event, ClientDisconnected};
+use super::{chunk_to_bytes, send_event};
 
 /// The `start_response` callable of one exchange.
 #[pyclass(module = "wizgy._native")]
 pub struct StartResponse {
-    events: mpsc::Sender<AppEvent>,
-    budget: Arc<SendBudget>,
+    events: EventSender,
     /// Set by start_response, sent with the first body data.
     pending: Option<ResponseHead>,
     /// start_response has been called at least once.
@@ -123,26 +120,22 @@ fn build_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
 /// room in the channel (which releases the GIL): another thread of the app may call write()
 /// meanwhile, and must find the object free.
 pub fn send(start: &Bound<'_, StartResponse>, body: Vec<Bytes>, end: bool) -> PyResult<()> {
-    let (events, budget, head) = {
+    let (events, head) = {
         let mut this = start.try_borrow_mut()?;
         if this.finished {
             return Ok(());
         }
         let head = this.take_head()?;
         this.finished = end;
-        (this.events.clone(), this.budget.clone(), head)
+        (this.events.clone(), head)
     };
     let bytes = body.iter().map(Bytes::len).sum();
-    if bytes > 0 {
-        // One lock when there is room; the wait for room is without the GIL.
-        let room = budget
-            .try_take(bytes)
-            .unwrap_or_else(|| start.py().detach(|| budget.take(bytes)));
-        if !room {
-            return Err(ClientDisconnected::new_err("client disconnected"));
-        }
-    }
-    send_event(start.py(), &events, AppEvent::Send { head, body, end })
+    send_event(
+        start.py(),
+        &events,
+        AppEvent::Send { head, body, end },
+        bytes,
+    )
 }
 
 /// Sends a file with sendfile; completes the response.
@@ -167,6 +160,7 @@ pub fn send_file(
             offset,
             len,
         },
+        0,
     )
 }
 
@@ -179,7 +173,7 @@ pub fn fail(start: &Bound<'_, StartResponse>) {
         }
         _ => return,
     };
-    let _ = send_event(start.py(), &events, AppEvent::Fail);
+    let _ = send_event(start.py(), &events, AppEvent::Fail, 0);
 }
 
 impl StartResponse {
@@ -188,10 +182,9 @@ impl StartResponse {
         self.head_sent
     }
 
-    pub fn new(events: mpsc::Sender<AppEvent>, budget: Arc<SendBudget>) -> Self {
+    pub fn new(events: EventSender) -> Self {
         StartResponse {
             events,
-            budget,
             pending: None,
             started: false,
             head_sent: false,
