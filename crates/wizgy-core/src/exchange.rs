@@ -126,7 +126,7 @@ pub fn link() -> (EventSender, EventReceiver) {
 /// one event, and the channel allocated a 2.5 KiB block of slots per exchange (whose free
 /// made glibc consolidate its fast bins each time) and a second shared object for the bytes.
 /// One mutex-guarded queue does both, with one allocation (hello, perf: malloc and free from
-/// 6 % to 2.6 % of the worker's samples; req/s the same within this machine's noise).
+/// 6 % to 3 % of the worker's samples; req/s the same within this machine's noise).
 #[derive(Debug)]
 struct Link {
     state: Mutex<LinkState>,
