@@ -316,3 +316,104 @@ impl Drop for EventReceiver {
         drop(events);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn data(bytes: usize) -> AppEvent {
+        AppEvent::Send {
+            head: None,
+            body: vec![Bytes::from(vec![b'x'; bytes])],
+            end: false,
+        }
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn past_the_byte_bound_a_sender_waits_until_the_connection_has_written() {
+        let (tx, mut rx) = link();
+        tx.try_send(data(Link::BYTES), Link::BYTES).expect("room");
+        assert!(matches!(tx.try_send(data(1), 1), Err(SendError::Full(_))));
+        // Events without body bytes (the end of a response, a body read) still go.
+        tx.try_send(AppEvent::ReadBody, 0).expect("no bytes, room");
+        let waiter = std::thread::spawn(move || tx.send_blocking(data(1), 1).is_ok());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "sent past the byte bound");
+        assert!(rx.try_recv().is_some());
+        rx.written(Link::BYTES - Link::RESUME - 1);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "resumed above the resume mark");
+        rx.written(1);
+        assert!(waiter.join().expect("thread"), "the send failed");
+        assert!(matches!(rx.try_recv(), Some(AppEvent::ReadBody)));
+        assert!(matches!(rx.try_recv(), Some(AppEvent::Send { .. })));
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn past_the_event_bound_a_sender_waits_until_events_are_taken() {
+        let (tx, mut rx) = link();
+        for _ in 0..Link::EVENTS {
+            tx.try_send(AppEvent::ReadBody, 0).expect("room");
+        }
+        assert!(matches!(
+            tx.try_send(AppEvent::ReadBody, 0),
+            Err(SendError::Full(_))
+        ));
+        let waiter = std::thread::spawn(move || tx.send_blocking(AppEvent::Fail, 0).is_ok());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "sent past the event bound");
+        assert!(rx.try_recv().is_some());
+        assert!(waiter.join().expect("thread"));
+        let taken = std::iter::from_fn(|| rx.try_recv()).count();
+        assert_eq!(taken, Link::EVENTS);
+    }
+
+    #[test]
+    fn dropping_the_receiver_fails_sends_and_releases_a_waiting_sender() {
+        let (tx, rx) = link();
+        tx.try_send(data(Link::BYTES), Link::BYTES).expect("room");
+        let tx2 = tx.clone();
+        let waiter = std::thread::spawn(move || tx2.send_blocking(data(1), 1));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        drop(rx);
+        assert!(matches!(
+            waiter.join().expect("thread"),
+            Err(SendError::Closed)
+        ));
+        assert!(matches!(
+            tx.try_send(AppEvent::Fail, 0),
+            Err(SendError::Closed)
+        ));
+    }
+
+    #[test]
+    fn recv_returns_queued_events_then_ends_when_every_sender_is_gone() {
+        let (tx, mut rx) = link();
+        let tx2 = tx.clone();
+        block_on(async move {
+            tx.try_send(AppEvent::ReadBody, 0).expect("room");
+            drop(tx);
+            assert!(matches!(rx.recv().await, Some(AppEvent::ReadBody)));
+            // One sender is left: recv waits for it, from another thread.
+            let sender = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                tx2.try_send(AppEvent::Fail, 0).expect("room");
+                std::thread::sleep(Duration::from_millis(50));
+                drop(tx2);
+            });
+            assert!(matches!(rx.recv().await, Some(AppEvent::Fail)));
+            assert!(rx.recv().await.is_none());
+            sender.join().expect("thread");
+        });
+    }
+}
