@@ -918,34 +918,35 @@ async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// One attempt at a write, `None` if the socket is not ready. Writes nearly always complete at
-/// once: trying first spares them the timeout, which reads the clock and sets up a timer.
-async fn try_now(
+/// One write that makes progress, or an error: `WriteZero`, or `TimedOut` when the socket
+/// stays unwritable for `timeout` (`--write-timeout`: a client that stopped reading must not
+/// hold the exchange forever). The write is tried once before the timeout is armed: writes
+/// nearly always complete at once, and the timeout reads the clock and sets up a timer.
+async fn write_some(
     stream: &mut Stream,
+    timeout: Duration,
     mut write: impl FnMut(Pin<&mut Stream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
-) -> Option<io::Result<usize>> {
-    std::future::poll_fn(|cx| {
-        Poll::Ready(match write(Pin::new(&mut *stream), cx) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
-        })
-    })
-    .await
+) -> io::Result<usize> {
+    let now = std::future::poll_fn(|cx| Poll::Ready(write(Pin::new(&mut *stream), cx))).await;
+    let n = match now {
+        Poll::Ready(result) => result?,
+        Poll::Pending => {
+            let later = std::future::poll_fn(|cx| write(Pin::new(&mut *stream), cx));
+            tokio::time::timeout(timeout, later)
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??
+        }
+    };
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    Ok(n)
 }
 
-/// Writes all of `buf`, failing when a single write makes no progress within `timeout`
-/// (`--write-timeout`: a client that stopped reading must not hold the exchange forever).
+/// Writes all of `buf` (each write bounded by `timeout`, see [`write_some`]).
 async fn write_all(stream: &mut Stream, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = match try_now(stream, |s, cx| s.poll_write(cx, buf)).await {
-            Some(result) => result?,
-            None => tokio::time::timeout(timeout, stream.write(buf))
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??,
-        };
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
+        let n = write_some(stream, timeout, |s, cx| s.poll_write(cx, buf)).await?;
         buf = &buf[n..];
     }
     Ok(())
@@ -967,17 +968,8 @@ async fn write_all_vectored(
         .collect();
     let mut bufs = &mut slices[..];
     while !bufs.is_empty() {
-        let batch = bufs.len().min(MAX_IOVECS);
-        let batch = &bufs[..batch];
-        let n = match try_now(stream, |s, cx| s.poll_write_vectored(cx, batch)).await {
-            Some(result) => result?,
-            None => tokio::time::timeout(timeout, stream.write_vectored(batch))
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??,
-        };
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
+        let batch = &bufs[..bufs.len().min(MAX_IOVECS)];
+        let n = write_some(stream, timeout, |s, cx| s.poll_write_vectored(cx, batch)).await?;
         IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())

@@ -195,19 +195,15 @@ pub struct EventSender(Arc<Link>);
 impl EventSender {
     /// Queues `event`, which carries `bytes` of response body, if there is room.
     pub fn try_send(&self, event: AppEvent, bytes: usize) -> Result<(), SendError> {
-        let state = self.0.lock();
-        if state.closed {
-            return Err(SendError::Closed);
-        }
-        if !state.has_room(bytes) {
-            return Err(SendError::Full(event));
-        }
-        Self::push(state, event, bytes);
-        Ok(())
+        self.send(event, bytes, false)
     }
 
     /// Queues `event`, waiting (blocking the thread) for room. Fails if the connection is gone.
     pub fn send_blocking(&self, event: AppEvent, bytes: usize) -> Result<(), SendError> {
+        self.send(event, bytes, true)
+    }
+
+    fn send(&self, event: AppEvent, bytes: usize, wait: bool) -> Result<(), SendError> {
         let mut state = self.0.lock();
         loop {
             if state.closed {
@@ -216,6 +212,9 @@ impl EventSender {
             if state.has_room(bytes) {
                 Self::push(state, event, bytes);
                 return Ok(());
+            }
+            if !wait {
+                return Err(SendError::Full(event));
             }
             state.waiting = true;
             state = self

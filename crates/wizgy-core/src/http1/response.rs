@@ -103,24 +103,21 @@ impl ResponseHead {
         if HOP_BY_HOP.iter().any(|hop| is(hop)) {
             return Err(ResponseError::HopByHop(name.to_owned()));
         }
-        match () {
-            () if is("content-length") => {
-                let trimmed = value.trim_matches([' ', '\t']);
-                let parsed = (!trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()))
-                    .then(|| trimmed.parse::<u64>().ok())
-                    .flatten()
-                    .ok_or_else(|| ResponseError::InvalidContentLength(value.to_owned()))?;
-                if self.content_length.is_some_and(|n| n != parsed) {
-                    return Err(ResponseError::InvalidContentLength(value.to_owned()));
-                }
-                self.content_length = Some(parsed);
-                // Written by the server, which knows when a body must not carry one.
-                return Ok(());
+        if is("content-length") {
+            let trimmed = value.trim_matches([' ', '\t']);
+            let parsed = (!trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| trimmed.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| ResponseError::InvalidContentLength(value.to_owned()))?;
+            if self.content_length.is_some_and(|n| n != parsed) {
+                return Err(ResponseError::InvalidContentLength(value.to_owned()));
             }
-            () if is("server") => self.has_server = true,
-            () if is("date") => self.has_date = true,
-            () => {}
+            self.content_length = Some(parsed);
+            // Written by the server, which knows when a body must not carry one.
+            return Ok(());
         }
+        self.has_server |= is("server");
+        self.has_date |= is("date");
         self.fields.put_slice(name.as_bytes());
         self.fields.put_slice(b": ");
         self.fields.put_slice(&value_bytes);
