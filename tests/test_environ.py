@@ -347,6 +347,35 @@ def test_remote_addr_and_remote_port_are_the_client_socket(echo):
     assert data["types"]["REMOTE_PORT"] == "str"
 
 
+def test_a_unix_socket_peer_has_an_empty_remote_addr_and_no_remote_port(tmp_path):
+    # Every request's keys start as placeholders in a template dict; the unix-socket case
+    # removes REMOTE_PORT again. No value may be left over from the template (None).
+    path = str(tmp_path / "echo.sock")
+    server = Server([*WIZGY, "--bind", f"unix:{path}", "--threads", "2", "echo:app"], APPS)
+    try:
+        server.wait_ready()
+        for _ in range(2):  # the second request: a fresh copy of the template again
+            data = echo_json_at(path, headers=[("Host", "example.org:8080")])
+            environ, types = data["environ"], data["types"]
+            assert environ["REMOTE_ADDR"] == ""
+            assert "REMOTE_PORT" not in environ
+            assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.org", "8080")
+            assert "NoneType" not in types.values(), types
+    finally:
+        server.stop()
+
+
+def echo_json_at(addr, *args, **kwargs) -> dict:
+    resp = exchange(addr, build(*args, **kwargs))
+    assert resp.status == 200, (resp.status, resp.body[:500])
+    return resp.json()
+
+
+def test_no_environ_value_is_none_for_a_tcp_peer(echo):
+    types = echo_json(echo, "GET", "/p", headers=[("X-A", "1")])["types"]
+    assert "NoneType" not in types.values(), types
+
+
 def test_server_name_and_server_port_identify_the_listener(echo):
     environ = environ_of(echo, headers=[("Host", f"127.0.0.1:{echo.port}")])
     assert environ["SERVER_PORT"] == str(echo.port)
