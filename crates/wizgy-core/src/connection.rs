@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Networks;
 use crate::exchange::{
-    self, AppEvent, BodyPiece, Dispatch, Exchange, PeerAddr, Request, ServerInfo,
+    self, AppEvent, BodyPiece, Dispatch, EventReceiver, EventSender, Exchange, PeerAddr, Request,
+    ServerInfo,
 };
 use crate::forwarded;
 use crate::http1::chunked::{encode_chunk_size, ChunkedDecoder, Decoded, LAST_CHUNK};
@@ -195,6 +196,9 @@ struct ResponseProgress {
 }
 
 struct Connection {
+    /// The last exchange's link, reset, when its app side let go of it in time: the next
+    /// exchange's (see [`EventReceiver::relink`]).
+    spare_link: Option<(EventSender, EventReceiver)>,
     stream: Stream,
     peer: PeerAddr,
     server: Arc<ServerInfo>,
@@ -229,6 +233,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let mut conn = Connection {
+        spare_link: None,
         stream,
         peer,
         server,
@@ -441,7 +446,7 @@ impl Connection {
                 }
             }
         }
-        let (events_tx, mut events) = exchange::link();
+        let (events_tx, mut events) = self.spare_link.take().unwrap_or_else(exchange::link);
         // The body channel only when the app may ask for more body (most requests have none).
         let more_body = !matches!(body, BodyState::Done);
         let (body_tx, body_rx) = more_body.then(|| mpsc::channel(1)).unzip();
@@ -608,8 +613,12 @@ impl Connection {
             }
         }
         // Dropping the receiver tells an app still sending that the client is gone, so it
-        // stops iterating and calls close().
-        drop(events);
+        // stops iterating and calls close(). A link the app side has let go of is kept for the
+        // next exchange.
+        match events.relink() {
+            Some(sender) => self.spare_link = Some((sender, events)),
+            None => drop(events),
+        }
         if !progress.complete {
             progress.keep_alive = false;
             if !progress.head_written {

@@ -281,6 +281,22 @@ impl EventReceiver {
         .await
     }
 
+    /// A sender for another exchange over this link, if nothing else holds the link (every
+    /// sender of the last exchange is gone): the link is reset and kept. A connection reuses
+    /// its link this way, which saves the allocation of a new link and of its queue's buffer
+    /// per request (two mallocs and frees, ~10 % of the allocator's work on hello).
+    pub fn relink(&mut self) -> Option<EventSender> {
+        let link = Arc::get_mut(&mut self.0)?;
+        let state = link.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        state.events.clear();
+        state.queued = 0;
+        state.waiting = false;
+        state.closed = false;
+        state.receiver = None;
+        *link.senders.get_mut() = 1;
+        Some(EventSender(self.0.clone()))
+    }
+
     /// The next event if one is queued.
     pub fn try_recv(&mut self) -> Option<AppEvent> {
         let mut state = self.0.lock();
@@ -355,6 +371,29 @@ mod tests {
         assert!(matches!(rx.try_recv(), Some(AppEvent::ReadBody)));
         assert!(matches!(rx.try_recv(), Some(AppEvent::Send { .. })));
         assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_link_is_reused_only_once_every_sender_is_gone_and_starts_afresh() {
+        let (tx, mut rx) = link();
+        let input = tx.clone();
+        tx.try_send(data(Link::BYTES), Link::BYTES).expect("room");
+        drop(tx);
+        assert!(
+            rx.relink().is_none(),
+            "reused while a sender (wsgi.input) lives"
+        );
+        drop(input);
+        let tx = rx.relink().expect("every sender gone");
+        // Nothing of the last exchange is left: no event, no bytes counted, open, one sender.
+        assert!(rx.try_recv().is_none());
+        tx.try_send(data(1), 1).expect("byte budget reset");
+        assert!(matches!(rx.try_recv(), Some(AppEvent::Send { .. })));
+        drop(tx);
+        assert!(
+            block_on(rx.recv()).is_none(),
+            "the new sender was not counted"
+        );
     }
 
     #[test]

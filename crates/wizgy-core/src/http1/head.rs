@@ -280,10 +280,21 @@ fn range_in(whole: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
+/// Heads with up to this many fields are tokenized without a heap allocation.
+const FIELDS_ON_STACK: usize = 32;
+
 /// Tokenizes a complete, line-checked head and decides its framing.
 fn parse_head(raw: Bytes, field_count: usize) -> Result<RequestHead, RequestError> {
-    let mut storage = vec![httparse::EMPTY_HEADER; field_count];
-    let mut req = httparse::Request::new(&mut storage);
+    // Room for exactly the fields the scan counted; on the stack for the usual head.
+    let mut on_stack = [httparse::EMPTY_HEADER; FIELDS_ON_STACK];
+    let mut on_heap = Vec::new();
+    let storage = if field_count <= FIELDS_ON_STACK {
+        &mut on_stack[..field_count]
+    } else {
+        on_heap.resize(field_count, httparse::EMPTY_HEADER);
+        &mut on_heap[..]
+    };
+    let mut req = httparse::Request::new(storage);
     match req.parse(&raw) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(RequestError::BadRequest("incomplete head")),
@@ -348,10 +359,42 @@ fn check_method(method: &[u8]) -> Result<(), RequestError> {
 /// RFC 9110 §7.2 / RFC 3986 §3.2.2: `uri-host [ ":" port ]`, where uri-host is an IP literal
 /// in brackets or a reg-name of unreserved, sub-delims and percent-encoded octets.
 fn is_valid_host(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
+    value.iter().all(|&b| HOST_BYTE[usize::from(b)])
 }
+
+/// The bytes [`is_valid_host`] allows, as a table (`contains` on the symbols was a memchr
+/// call per `.` and `:` of every Host).
+static HOST_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// httparse says "version" both for `HTTP/2.0` and for garbage; only the former is a 505.
 fn version_error(raw: &[u8]) -> RequestError {
@@ -523,8 +566,38 @@ pub fn is_token(bytes: &[u8]) -> bool {
 
 /// RFC 9110 §5.6.2 `tchar`.
 pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+/// [`is_tchar`] as a table: every response field name is checked byte by byte, and the
+/// symbol list's `contains` was a memchr call per `-`.
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

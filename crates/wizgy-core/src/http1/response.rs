@@ -47,9 +47,11 @@ const HOP_BY_HOP: [&str; 8] = [
 pub struct ResponseHead {
     /// The status code.
     pub status: u16,
-    /// `"200 OK"`: the status line after `HTTP/1.1 `, exactly as the app sent it.
-    status_text: Vec<u8>,
-    /// The app's header fields, encoded as `Name: value\r\n` lines, in the app's order.
+    /// `fields[..status_len]` is `"200 OK"`: the status line after `HTTP/1.1 `, exactly as
+    /// the app sent it.
+    status_len: usize,
+    /// The status text, then the app's header fields encoded as `Name: value\r\n` lines, in
+    /// the app's order.
     fields: BytesMut,
     /// The app's Content-Length, if it sent one.
     pub content_length: Option<u64>,
@@ -75,13 +77,14 @@ impl ResponseHead {
         if reason.iter().any(|&b| is_forbidden_in_value(b)) {
             return Err(invalid());
         }
-        let mut status_text = Vec::with_capacity(4 + reason.len());
-        status_text.extend_from_slice(&bytes[..4]);
-        status_text.extend_from_slice(&reason);
+        // One buffer for the status line and the fields: one allocation per response.
+        let mut fields = BytesMut::with_capacity(256);
+        fields.put_slice(&bytes[..4]);
+        fields.put_slice(&reason);
         Ok(ResponseHead {
             status: code,
-            status_text,
-            fields: BytesMut::with_capacity(256),
+            status_len: fields.len(),
+            fields,
             content_length: None,
             has_server: false,
             has_date: false,
@@ -93,11 +96,18 @@ impl ResponseHead {
         if !is_token(name.as_bytes()) {
             return Err(ResponseError::InvalidHeaderName(name.to_owned()));
         }
-        let value_bytes =
-            latin1_bytes(value).ok_or_else(|| ResponseError::NotLatin1(name.to_owned()))?;
-        if value_bytes.iter().any(|&b| is_forbidden_in_value(b)) {
-            return Err(ResponseError::InvalidHeaderValue(name.to_owned()));
-        }
+        // One pass for the usual value (printable ASCII); the exact checks otherwise.
+        let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+        let value_bytes = if plain {
+            std::borrow::Cow::Borrowed(value.as_bytes())
+        } else {
+            let bytes =
+                latin1_bytes(value).ok_or_else(|| ResponseError::NotLatin1(name.to_owned()))?;
+            if bytes.iter().any(|&b| is_forbidden_in_value(b)) {
+                return Err(ResponseError::InvalidHeaderValue(name.to_owned()));
+            }
+            bytes
+        };
         // Compared in place: lowercasing a copy of every name allocated per field.
         let is = |lower: &str| name.eq_ignore_ascii_case(lower);
         if HOP_BY_HOP.iter().any(|hop| is(hop)) {
@@ -191,9 +201,10 @@ pub fn encode_head(
     };
     out.reserve(128 + head.fields.len());
     out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(&head.status_text);
+    let (status_text, fields) = head.fields.split_at(head.status_len);
+    out.put_slice(status_text);
     out.put_slice(b"\r\n");
-    out.put_slice(&head.fields);
+    out.put_slice(fields);
     if !head.has_server {
         out.put_slice(b"Server: wizgy\r\n");
     }
