@@ -145,3 +145,60 @@ def test_two_instances_with_reuse_port_share_one_port_and_both_serve(wserve):
     assert seen <= kids_first | kids_second
     assert seen & kids_first, "the first instance never answered"
     assert seen & kids_second, "the second instance never answered"
+
+
+def _server_side_socket(pids: set[int], server_port: int, client_port: int) -> tuple[int, int]:
+    """(pid, fd) of the server's socket of the TCP connection server_port <-> client_port."""
+    inode = None
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == server_port and (
+                int(remote.split(":")[1], 16) == client_port
+            ):
+                inode = fields[9]
+    assert inode is not None, "the connection is not in /proc/net/tcp"
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return pid, int(fd)
+            except OSError:
+                continue
+    raise AssertionError("no server process holds the connection's socket")
+
+
+def _tcp_nodelay_of(pid: int, fd: int) -> int:
+    """TCP_NODELAY of another process's socket, via pidfd_getfd (Linux 5.6+)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        dup = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd on x86-64 and arm64
+        if dup < 0:
+            pytest.skip(f"pidfd_getfd unavailable: {os.strerror(ctypes.get_errno())}")
+        with socket.socket(fileno=dup) as sock:
+            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        os.close(pidfd)
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"),
+    reason="reads another process's socket with pidfd_getfd",
+)
+def test_accepted_connections_have_tcp_nodelay(wserve):
+    # Small responses written in pieces must not wait for the client's delayed ACK (Nagle).
+    # On Linux the option is set once on the listener and inherited by accepted sockets.
+    server = wserve(APP, "--threads", "2")
+    wait_workers(server, 1)
+    with socket.create_connection(server.addr, timeout=10) as client:
+        client.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        pid, fd = _server_side_socket(
+            {server.proc.pid, *workers(server)}, server.port, client.getsockname()[1]
+        )
+        assert pid in workers(server)
+        assert _tcp_nodelay_of(pid, fd) == 1

@@ -261,7 +261,7 @@ fn accept_loop(
     listener: Listener,
     settings: Arc<ConnectionSettings>,
     capacity: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) -> io::Result<impl std::future::Future<Output = ()>> {
     enum Accepting {
@@ -287,8 +287,20 @@ fn accept_loop(
             (Accepting::Unix(UnixListener::from_std(l)?), info)
         }
     };
+    // Linux gives accepted sockets the listener's TCP_NODELAY: set once here, not with a
+    // setsockopt per connection (close workload: one system call fewer per request).
+    let nodelay_inherited = cfg!(target_os = "linux")
+        && match &accepting {
+            Accepting::Tcp(l) => socket2::SockRef::from(l).set_tcp_nodelay(true).is_ok(),
+            Accepting::Unix(_) => false,
+        };
     let server = Arc::new(server);
     Ok(async move {
+        // Made once: a watch's changed() joins and leaves the channel's waiter list each time
+        // it is created and dropped (twice per accepted connection).
+        let mut stop_watch = shutdown.clone();
+        let stopping = stop_watch.changed();
+        tokio::pin!(stopping);
         loop {
             // At --max-connections, stop accepting: new clients wait in the listen backlog
             // (not refused) until a connection ends and returns its permit.
@@ -297,19 +309,21 @@ fn accept_loop(
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
-                _ = shutdown.changed() => break,
+                _ = &mut stopping => break,
             };
             let accepted = tokio::select! {
                 accepted = async {
                     match &accepting {
                         Accepting::Tcp(l) => l.accept().await.map(|(s, addr)| {
-                            let _ = s.set_nodelay(true);
+                            if !nodelay_inherited {
+                                let _ = s.set_nodelay(true);
+                            }
                             (Stream::Tcp(s), PeerAddr::Ip(addr))
                         }),
                         Accepting::Unix(l) => l.accept().await.map(|(s, _)| (Stream::Unix(s), PeerAddr::Unix)),
                     }
                 } => accepted,
-                _ = shutdown.changed() => break,
+                _ = &mut stopping => break,
             };
             match accepted {
                 Ok((stream, peer)) => {
