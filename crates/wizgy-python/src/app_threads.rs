@@ -210,26 +210,6 @@ impl Pool {
         }
     }
 
-    /// How long the monitor sleeps before it looks at waiting work again.
-    ///
-    /// [`MONITOR_TICK`], except while several threads are in exchanges at once: the app
-    /// blocks outside Python (a thread running Python holds the GIL, so the others would be
-    /// parked or waiting), and the work waits only because the youngest of them has not been
-    /// in its exchange for [`STUCK`] yet. Then look again just when it has: a thread that
-    /// blocks right away (a 10 ms `time.sleep` first thing) otherwise left work waiting up to
-    /// a whole tick. Not with one thread awake: a CPU-bound app starts an exchange every few
-    /// tens of µs, and the monitor would wake as often only to find it young again.
-    fn recheck_after(&self, state: &State, now: u64) -> Duration {
-        if state.awake >= 2 && state.starting == 0 && state.latest_start != 0 {
-            let due = (state.latest_start + STUCK.as_micros() as u64)
-                .max(self.hold_wakes_until.load(Ordering::Relaxed));
-            if due > now {
-                return Duration::from_micros(due - now).min(MONITOR_TICK);
-            }
-        }
-        MONITOR_TICK
-    }
-
     /// Wakes threads for blocked work every [`MONITOR_TICK`] while work waits and threads are
     /// parked; otherwise sleeps until dispatch leaves work waiting.
     fn monitor(&self) {
@@ -239,11 +219,9 @@ impl Pool {
                 if state.closed && state.awake == 0 {
                     return;
                 }
-                let now = self.now();
-                let wake = self.helper(&mut state, now);
-                let watch = (!state.queue.is_empty() && !state.idle.is_empty())
-                    .then(|| self.recheck_after(&state, now));
-                if watch.is_none() {
+                let wake = self.helper(&mut state, self.now());
+                let watch = !state.queue.is_empty() && !state.idle.is_empty();
+                if !watch {
                     self.monitor_idle.store(true, Ordering::SeqCst);
                 }
                 (wake, watch)
@@ -251,9 +229,10 @@ impl Pool {
             if let Some(index) = wake {
                 self.threads[index].unpark();
             }
-            let tick = match watch {
-                Some(tick) => tick,
-                None => Duration::from_secs(1),
+            let tick = if watch {
+                MONITOR_TICK
+            } else {
+                Duration::from_secs(1)
             };
             self.monitor.park(Some(tick));
         }
