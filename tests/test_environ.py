@@ -7,6 +7,7 @@ name), the type name of every value, and the request body it read.
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 from conftest import APPS, WIZGY, Server
@@ -345,6 +346,18 @@ def test_remote_addr_and_remote_port_are_the_client_socket(echo):
     assert data["environ"]["REMOTE_ADDR"] == "127.0.0.1"
     assert data["environ"]["REMOTE_PORT"] == str(client_port)
     assert data["types"]["REMOTE_PORT"] == "str"
+
+
+@pytest.mark.parametrize("source", ["127.0.0.9", "127.10.200.3", "127.255.1.64"])
+def test_remote_addr_is_the_dotted_quad_of_any_loopback_source(echo, source):
+    # REMOTE_ADDR is written digit by digit (no fmt): octets of one, two and three digits.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.bind((source, 0))
+        sock.connect(echo.addr)
+        sock.sendall(build())
+        environ = Reader(sock).response().json()["environ"]
+    assert environ["REMOTE_ADDR"] == source
 
 
 def test_a_unix_socket_peer_has_an_empty_remote_addr_and_no_remote_port(tmp_path):
