@@ -288,11 +288,13 @@ impl EventReceiver {
     pub fn relink(&mut self) -> Option<EventSender> {
         let link = Arc::get_mut(&mut self.0)?;
         let state = link.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        state.events.clear();
-        state.queued = 0;
-        state.waiting = false;
-        state.closed = false;
-        state.receiver = None;
+        // A fresh state that keeps the queue's buffer.
+        let mut events = std::mem::take(&mut state.events);
+        events.clear();
+        *state = LinkState {
+            events,
+            ..LinkState::default()
+        };
         *link.senders.get_mut() = 1;
         Some(EventSender(self.0.clone()))
     }

@@ -362,39 +362,26 @@ fn is_valid_host(value: &[u8]) -> bool {
     value.iter().all(|&b| HOST_BYTE[usize::from(b)])
 }
 
-/// The bytes [`is_valid_host`] allows, as a table (`contains` on the symbols was a memchr
-/// call per `.` and `:` of every Host).
-static HOST_BYTE: [bool; 256] = {
+/// The bytes [`is_valid_host`] allows.
+static HOST_BYTE: [bool; 256] = alphanumeric_and(b"-._~!$&'()*+,;=%:[]");
+
+/// A table of the ASCII letters and digits plus `symbols`, for checks byte by byte (the
+/// symbol list's `contains` was a memchr call per `-`, `.` or `:` of every field name and
+/// Host).
+const fn alphanumeric_and(symbols: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b'%'
-                    | b':'
-                    | b'['
-                    | b']'
-            );
+        table[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
+    let mut i = 0;
+    while i < symbols.len() {
+        table[symbols[i] as usize] = true;
+        i += 1;
+    }
     table
-};
+}
 
 /// httparse says "version" both for `HTTP/2.0` and for garbage; only the former is a 505.
 fn version_error(raw: &[u8]) -> RequestError {
@@ -569,35 +556,8 @@ pub fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }
 
-/// [`is_tchar`] as a table: every response field name is checked byte by byte, and the
-/// symbol list's `contains` was a memchr call per `-`.
-static TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    table
-};
+/// The bytes [`is_tchar`] allows.
+static TCHAR: [bool; 256] = alphanumeric_and(b"!#$%&'*+-.^_`|~");
 
 #[cfg(test)]
 mod tests {
