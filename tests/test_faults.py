@@ -19,6 +19,7 @@ import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from helpers import Reader, connect, request
 
 APP = "hard_apps:app"
@@ -188,6 +189,56 @@ def test_a_thousand_idle_connections_do_not_block_a_new_client(serve):
     assert closed_by_server == 1000, f"only {closed_by_server}/1000 closed by --keep-alive 1s"
     usage.check("1000 idle")
     assert timed_request(server, "/after-idle-flood") < 1.0
+
+
+IDLE_HELD = 1000  # connections of each kind held open by the memory test
+IDLE_KIB_PER_CONNECTION = 5.0  # the read and write buffers alone were 16 KiB
+
+
+def test_idle_connections_hold_no_buffers(serve):
+    """An idle connection costs the worker little memory: one that has sent nothing yet and
+    one waiting for its next keep-alive request hold no read or write buffer (idle floods,
+    slowloris-style or 10,000 browsers' keep-alive connections, would otherwise cost 16 KiB
+    each)."""
+    raise_nofile()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2 * IDLE_HELD + 100:
+        pytest.skip(f"needs {2 * IDLE_HELD + 100} open files, RLIMIT_NOFILE is {soft}")
+    server = serve(APP, "--threads", "4", "--keep-alive", "60s", "--backlog", "2048")
+    usage = Usage(server)
+    fresh: list[socket.socket] = []
+    kept: list[socket.socket] = []
+    try:
+        for _ in range(IDLE_HELD):
+            fresh.append(connect(server.addr, 5))
+        for i in range(IDLE_HELD):
+            sock = connect(server.addr, 5)
+            kept.append(sock)
+            sock.sendall(f"GET /kept-{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            resp = Reader(sock).response()
+            assert resp.status == 200, resp.status
+            assert resp.header("Connection") != "close"
+        time.sleep(1.0)
+        held = usage.sample()
+        growth = rss_bytes(usage.pid) - usage.rss
+        per_connection = growth / 1024 / (2 * IDLE_HELD)
+        # Each kind still works after waiting: the fresh ones and the kept-alive ones answer.
+        for sock, path in ((fresh[0], "/fresh-late"), (kept[-1], "/kept-late")):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            resp = Reader(sock).response()
+            assert resp.status == 200, (path, resp.status)
+    finally:
+        for sock in fresh + kept:
+            sock.close()
+    print(
+        f"\n{2 * IDLE_HELD} idle connections ({IDLE_HELD} fresh, {IDLE_HELD} kept alive): "
+        f"server fds {held}, RSS growth {growth / MIB:.1f} MiB, {per_connection:.2f} KiB each"
+    )
+    assert held >= usage.fds + 2 * IDLE_HELD - 100, f"server held only {held} fds"
+    assert per_connection < IDLE_KIB_PER_CONNECTION, (
+        f"{per_connection:.2f} KiB of worker RSS per idle connection"
+    )
+    usage.check("idle connections' memory")
 
 
 # --- random garbage ------------------------------------------------------------------------------

@@ -153,6 +153,41 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Reads what the client sent into `buf`. A connection that holds no buffer (fresh, or idle
+/// past [`IDLE_GRACE`]) takes one only when bytes are there to read, so waiting costs no
+/// buffer memory. (tokio assumes an accepted socket readable: the first try may find nothing,
+/// and the buffer is let go again before waiting.)
+async fn read_into(stream: &mut Stream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() != 0 {
+        return stream.read_buf(buf).await;
+    }
+    loop {
+        match stream {
+            Stream::Tcp(s) => s.readable().await?,
+            Stream::Unix(s) => s.readable().await?,
+        }
+        buf.reserve(READ_BUFFER);
+        let read = match stream {
+            Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Unix(s) => s.try_read_buf(buf),
+        };
+        match read {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *buf = BytesMut::new(),
+            other => return other,
+        }
+    }
+}
+
+/// The read buffer a connection takes when bytes arrive, and the output buffer it takes for a
+/// response. Neither is held while the connection waits for a request (see [`IDLE_GRACE`]).
+const READ_BUFFER: usize = 8 * 1024;
+const OUT_BUFFER: usize = 8 * 1024;
+/// A connection idle between requests for this long gives its buffers back (16 KiB), so
+/// thousands of idle keep-alive connections cost little memory; a busy one keeps them from one
+/// request to the next (the wait for the next request is far shorter), so the hot path
+/// allocates nothing. Buffers let go soon are reused by other connections from malloc's free
+/// lists, which keeps the heap from growing during a flood of connections.
+const IDLE_GRACE: Duration = Duration::from_millis(10);
 /// Body pieces handed to the app are at most this big (one `read()` round trip each).
 const BODY_PIECE: usize = 64 * 1024;
 /// Content-Length bodies up to this size are read before the app is called.
@@ -225,12 +260,15 @@ struct Connection {
 }
 
 /// Serves one connection until it closes, fails, idles out or the worker shuts down.
+/// `_held_until_closed` (the accept loop's connection permit and liveness token) is dropped
+/// after the socket is closed.
 pub async fn serve(
     stream: Stream,
     peer: PeerAddr,
     server: Arc<ServerInfo>,
     settings: Arc<ConnectionSettings>,
     shutdown: watch::Receiver<bool>,
+    _held_until_closed: impl Send,
 ) {
     let mut conn = Connection {
         spare_link: None,
@@ -239,8 +277,10 @@ pub async fn serve(
         server,
         parser: HeadParser::new(settings.limits),
         settings,
-        buf: BytesMut::with_capacity(8 * 1024),
-        out: BytesMut::with_capacity(8 * 1024),
+        // Taken when the client sends bytes and when a response is written (a connection that
+        // never sends a request holds neither).
+        buf: BytesMut::new(),
+        out: BytesMut::new(),
         pending_large: Vec::new(),
         exchanges: 0,
         head_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
@@ -361,6 +401,7 @@ impl Connection {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Option<RequestHead>, RequestError> {
         let mut head_deadline: Option<Instant> = None;
+        let mut idle_deadline: Option<Instant> = None;
         loop {
             if let Some(head) = self.parser.parse(&mut self.buf)? {
                 return Ok(Some(head));
@@ -374,17 +415,28 @@ impl Connection {
             if closable && (self.stop_seen || *shutdown.borrow()) {
                 return Ok(None);
             }
-            let deadline = if idle {
-                Instant::now() + self.settings.keep_alive_timeout
+            let (deadline, wake_at) = if idle {
+                let now = Instant::now();
+                let deadline =
+                    *idle_deadline.get_or_insert_with(|| now + self.settings.keep_alive_timeout);
+                let holds_buffers = self.buf.capacity() != 0 || self.out.capacity() != 0;
+                let wake_at = if holds_buffers {
+                    deadline.min(now + IDLE_GRACE)
+                } else {
+                    deadline
+                };
+                (deadline, wake_at)
             } else {
-                *head_deadline.get_or_insert_with(|| Instant::now() + self.settings.header_timeout)
+                let deadline = *head_deadline
+                    .get_or_insert_with(|| Instant::now() + self.settings.header_timeout);
+                (deadline, deadline)
             };
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(8 * 1024);
+            if self.buf.capacity() != 0 && self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(READ_BUFFER);
             }
-            self.head_timer.as_mut().reset(deadline.into());
+            self.head_timer.as_mut().reset(wake_at.into());
             let read = tokio::select! {
-                read = self.stream.read_buf(&mut self.buf) => Some(read),
+                read = read_into(&mut self.stream, &mut self.buf) => Some(read),
                 () = self.head_timer.as_mut() => None,
                 () = self.stopping.as_mut(), if closable && !self.stop_seen => {
                     self.stop_seen = true;
@@ -392,6 +444,14 @@ impl Connection {
                 }
             };
             match read {
+                None if wake_at < deadline => {
+                    // Idle past the grace: give the (empty) buffers and the spare exchange
+                    // link back, and wait on.
+                    self.buf = BytesMut::new();
+                    self.out = BytesMut::new();
+                    self.pending_large = Vec::new();
+                    self.spare_link = None;
+                }
                 None if idle => return Ok(None),
                 None => return Err(RequestError::Timeout),
                 Some(Ok(0)) | Some(Err(_)) => return Ok(None),
@@ -402,6 +462,9 @@ impl Connection {
 
     /// Runs one exchange. Returns whether the connection is kept for another request.
     async fn exchange(&mut self, head: RequestHead, shutting_down: bool) -> bool {
+        if self.out.capacity() == 0 {
+            self.out.reserve(OUT_BUFFER);
+        }
         let (scheme, peer) = match self.client_view(&head) {
             Ok(view) => view,
             Err(error) => {

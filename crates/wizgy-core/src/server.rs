@@ -327,19 +327,17 @@ fn accept_loop(
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let alive = alive.clone();
-                    let task = connection::serve(
+                    // The permit and the liveness token go into the connection's own future
+                    // (dropped when it ends): wrapping it in `async { task.await; drop(..) }`
+                    // stored it twice in the task (4.5 KiB per connection instead of 2.3).
+                    tokio::spawn(connection::serve(
                         stream,
                         peer,
                         server.clone(),
                         settings.clone(),
                         shutdown.clone(),
-                    );
-                    tokio::spawn(async move {
-                        task.await;
-                        drop(permit);
-                        drop(alive);
-                    });
+                        (permit, alive.clone()),
+                    ));
                 }
                 Err(error) => {
                     // EMFILE and friends: back off instead of spinning on a failing accept.
