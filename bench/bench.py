@@ -598,6 +598,13 @@ def run_one(server, wl, workers, rnd, lua_dir):
             error_kinds={k: res[k] for k in ("connect", "read", "write", "timeout", "status")},
             mib_per_s=round(res["bytes"] / secs / 2**20, 1),
             wrk_cpu_util=round(wrk_cpu / wall, 3),
+            # Busy CPU of the whole machine (both cores: server, wrk, the kernel's TCP work for
+            # both ends of loopback) per request: where loopback does a transfer's kernel work
+            # (the sender's core or the receiver's) varies by server, so per-server-core figures
+            # can flatter a server whose sends the kernel completes on wrk's core.
+            machine_us_per_request=round((busy1 - busy0) / res["requests"] * 1e6, 2)
+            if res["requests"]
+            else None,
             # CPU used on the machine by anything but this server and wrk (the driver's own
             # sampling, the kernel's softirq outside both, other programs): flags interference.
             other_cpu_util=round(max(0.0, (busy1 - busy0) - cpu - wrk_cpu) / wall, 3),

@@ -31,6 +31,7 @@ METRICS = (
     "errors",
     "peak_rss_mib",
     "mib_per_s",
+    "machine_us_per_request",
 )
 NOISY = 0.25  # median CPU used by other programs during a row's runs, in cores, that flags it
 
@@ -58,6 +59,12 @@ def aggregate(data):
             "notes": runs[0].get("notes", ""),
             "failures": [r.get("error", "") for r in runs if "error" in r],
         }
+        for r in ok:
+            if r.get("machine_us_per_request") is None and r.get("cpu_seconds") is not None:
+                # Runs recorded before the field existed: server + wrk + other CPU (the same
+                # /proc/stat busy time, split; "other" was clamped at 0).
+                busy = r["cpu_seconds"] + (r["wrk_cpu_util"] + r["other_cpu_util"]) * r["seconds"]
+                r["machine_us_per_request"] = round(busy / r["requests"] * 1e6, 2)
         for m in METRICS:
             a[m] = med([r.get(m) for r in ok])
         kinds = {}
@@ -101,14 +108,18 @@ def peers_of(data):
 
 
 def best(agg, wl, workers, servers, metric, highest=True):
-    """The best peer by metric; for p99 (lowest wins) only among servers without errors."""
+    """The best peer by metric; for p99 and machine CPU (lowest wins) only among servers
+    without errors (a response cut short is cheap)."""
     cands = [
         (agg[(wl, workers, s)][metric], s)
         for s in servers
         if (wl, workers, s) in agg
         and agg[(wl, workers, s)][metric] is not None
         and agg[(wl, workers, s)]["ok"]
-        and (metric != "p99_ms" or not agg[(wl, workers, s)]["errors"])
+        and (
+            metric not in ("p99_ms", "machine_us_per_request")
+            or not agg[(wl, workers, s)]["errors"]
+        )
     ]
     if not cands:
         return None, None
@@ -204,6 +215,8 @@ def write_markdown(data, agg, png_name):
             f"{fmt_mib(z['peak_rss_mib'])} | {fmt_mib(bm)} {label(data, bms) if bms else ''} |"
         )
     w("")
+
+    write_machine(w, data, agg, peers, configs)
 
     write_targets(w, data, agg, peers)
 
@@ -464,6 +477,58 @@ def _wrk_of(data, wl, wk):
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def write_machine(w, data, agg, peers, configs):
+    """Whole-machine CPU per request beside the per-server-core figure."""
+    w("## The whole machine's CPU per request")
+    w("")
+    w(
+        "*server µs* = 1 ÷ req/s per server core (the headline's measure); *machine µs* = busy "
+        "CPU of both cores (server, wrk and the kernel on both) ÷ requests, from /proc/stat. On "
+        "loopback the kernel does the TCP work of both ends, and on which core depends on the "
+        "server: a send that finds the client's window open is transmitted, and the client's "
+        "receive processing run, on the sender's core; data queued in the socket while the "
+        "window is closed is transmitted later from the client's core, when its ACK arrives. A "
+        "server that blocks in a large write, one connection at a time, has most of its "
+        "transfer finished on wrk's core and looks cheap per server core. The machine figure "
+        "counts it wherever it runs (and counts wrk's own work too, including reconnects for "
+        "servers without keep-alive). Lower is better; *peer ÷ wizgy* above 1.00× means wizgy "
+        "used less of the machine per request."
+    )
+    w("")
+    w(
+        "| workload | wizgy server µs | wizgy machine µs | best peer per core: server µs | "
+        "its machine µs | peer ÷ wizgy (machine) | least machine µs among peers | "
+        "peer ÷ wizgy (machine) |"
+    )
+    w("|---|---:|---:|---|---:|---:|---|---:|")
+
+    def us(v):
+        return "–" if v is None else f"{v:,.1f}"
+
+    for wl, wk in configs:
+        z = agg.get((wl, wk, "wizgy"))
+        if not z or not z.get("rps_per_core") or wl == "sleep":
+            continue
+        _, bcs = best(agg, wl, wk, peers, "rps_per_core")
+        lm, lms = best(agg, wl, wk, peers, "machine_us_per_request", highest=False)
+        zm = z.get("machine_us_per_request")
+        b = agg.get((wl, wk, bcs)) if bcs else None
+        bm = b.get("machine_us_per_request") if b else None
+        name = wl if wk == 1 else f"{wl}, {wk} workers"
+        w(
+            f"| {name} | {us(1e6 / z['rps_per_core'])} | {us(zm)} | "
+            f"{us(1e6 / b['rps_per_core']) if b and b.get('rps_per_core') else '–'} "
+            f"{label(data, bcs) if bcs else ''} | {us(bm)} | {fmt_ratio(bm, zm)} | "
+            f"{us(lm)} {label(data, lms) if lms else ''} | {fmt_ratio(lm, zm)} |"
+        )
+    w("")
+    w(
+        "sleep is left out: its requests wait 10 ms each, so CPU per request says little about "
+        "the server."
+    )
+    w("")
 
 
 def write_targets(w, data, agg, peers):
