@@ -323,6 +323,7 @@ class TreeSampler(threading.Thread):
         self.root = root
         self.pids = {root}
         self.peak_rss = 0
+        self.peak_process_rss = 0  # the largest single process (for wizgy: a worker)
         self.stop_event = threading.Event()
 
     def snapshot(self):
@@ -332,6 +333,7 @@ class TreeSampler(threading.Thread):
             if got:
                 cpu[pid] = got[0]
                 rss += got[1]
+                self.peak_process_rss = max(self.peak_process_rss, got[1])
         self.pids.update(seen)
         self.peak_rss = max(self.peak_rss, rss)
         return cpu, rss
@@ -625,6 +627,7 @@ def run_one(server, wl, workers, rnd, lua_dir):
                     holder.wait(5)
         finally:
             rec["peak_rss_mib"] = round(srv.sampler.peak_rss / 2**20, 1)
+            rec["peak_process_rss_mib"] = round(srv.sampler.peak_process_rss / 2**20, 1)
             rec["processes"] = len(srv.sampler.pids)
             t_stop = time.monotonic()
             srv.stop()
