@@ -158,6 +158,40 @@ def test_readline_works_when_lines_span_several_tcp_sends(server, framing):
     assert lines == [*expected_lines(LINES_BODY), b""]
 
 
+def post_with_part_in_head_packet(server: Server, target: str, body: bytes, cut: int) -> list:
+    """POST a Content-Length ``body`` whose first ``cut`` bytes go out in the same send as the
+    head and the rest 0.15 s later: the server holds the body in two pieces (what came with
+    the head, and the rest in a buffer of its own) before the app runs."""
+    head, framed = request_parts(target, body, "length")
+    with connect(server.addr, timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(head + framed[:cut])
+        time.sleep(0.15)
+        sock.sendall(framed[cut:])
+        resp = Reader(sock).response()
+    assert resp.status == 200, (resp.status, resp.body[:500])
+    return [piece.encode("latin-1") for piece in resp.json()["result"]]
+
+
+LONG_LINES_BODY = b"".join(b"line %05d %s\n" % (i, b"x" * (i % 97)) for i in range(600))
+
+
+@pytest.mark.parametrize("cut", [1, 4000, 20011])
+def test_a_body_arriving_partly_with_the_head_reads_the_same_every_way(server, cut):
+    body = LONG_LINES_BODY
+    assert 30000 < len(body) <= 65536 and cut < len(body)
+    assert post_with_part_in_head_packet(server, "/read", body, cut) == [body]
+    assert post_with_part_in_head_packet(server, "/readline", body, cut) == [
+        *expected_lines(body),
+        b"",
+    ]
+    pieces = post_with_part_in_head_packet(server, "/read-n?n=7777", body, cut)
+    assert b"".join(pieces) == body
+    assert [len(p) for p in pieces[:-2]] == [7777] * (len(pieces) - 2), [len(p) for p in pieces]
+    assert pieces[-1] == b""
+    assert post_with_part_in_head_packet(server, "/readlines", body, cut) == expected_lines(body)
+
+
 @pytest.mark.parametrize("framing", FRAMINGS)
 def test_read_larger_than_the_body_returns_promptly_without_waiting_for_more(server, framing):
     started = time.monotonic()

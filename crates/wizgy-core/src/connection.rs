@@ -495,16 +495,15 @@ impl Connection {
         // per request). Not with `Expect: 100-continue`, where the client waits for the app's
         // go-ahead. If the client stalls or leaves, the app gets what arrived and then the
         // read error, as if it had read the body itself.
-        let mut initial_body = Bytes::new();
+        let mut initial_body = [Bytes::new(), Bytes::new()];
         let mut body_failed = false;
         if let BodyState::Length(n) = body {
             if !expect_continue && n <= PREREAD {
-                let complete = self.preread(n as usize).await;
+                let complete;
+                (initial_body, complete) = self.preread(n as usize).await;
                 if complete {
-                    initial_body = self.buf.split_to(n as usize).freeze();
                     body = BodyState::Done;
                 } else {
-                    initial_body = self.buf.split().freeze();
                     body = BodyState::Failed;
                     body_failed = true;
                 }
@@ -931,21 +930,32 @@ impl Connection {
         }
     }
 
-    /// Reads until the buffer holds `n` bytes (within the body timeout per read); false if the
-    /// client stalls or goes away first.
-    async fn preread(&mut self, n: usize) -> bool {
-        while self.buf.len() < n {
-            self.buf.reserve(n - self.buf.len());
+    /// Reads a body of `n` bytes (within the body timeout per read): the part already in the
+    /// read buffer, taken as it is, and the rest read into a buffer of exactly its size. Growing
+    /// the read buffer instead copied what it held (it shares its allocation with the head
+    /// just parsed): ~48 KB per 64 KiB POST, as the buffer had grown to 64 KiB by then. Also
+    /// returns false if the client stalls or goes away first (the pieces hold what arrived).
+    async fn preread(&mut self, n: usize) -> ([Bytes; 2], bool) {
+        if self.buf.len() >= n {
+            return ([self.buf.split_to(n).freeze(), Bytes::new()], true);
+        }
+        let first = self.buf.split().freeze();
+        let want = n - first.len();
+        let mut rest = BytesMut::with_capacity(want);
+        let mut complete = true;
+        while rest.len() < want {
+            let room = want - rest.len();
             let read = tokio::time::timeout(
                 self.settings.body_timeout,
-                self.stream.read_buf(&mut self.buf),
+                self.stream.read_buf(&mut (&mut rest).limit(room)),
             )
             .await;
             if !matches!(read, Ok(Ok(got)) if got > 0) {
-                return false;
+                complete = false;
+                break;
             }
         }
-        true
+        ([first, rest.freeze()], complete)
     }
 
     /// After the response: reads and discards an unread body so the next request can be

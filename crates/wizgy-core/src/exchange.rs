@@ -54,8 +54,10 @@ pub struct Request {
 #[derive(Debug)]
 pub struct Exchange {
     pub request: Request,
-    /// Body bytes already read with the head (for a small Content-Length body, all of it).
-    pub initial_body: Bytes,
+    /// Body bytes read before the app was called (for a small Content-Length body, all of it),
+    /// in up to two pieces: what arrived with the head, and the rest, read into a buffer of its
+    /// own. Joining them would be a copy; the app's `bytes` object is made from both at once.
+    pub initial_body: [Bytes; 2],
     /// Events to the connection.
     pub events: EventSender,
     /// Body pieces from the connection, in answer to [`AppEvent::ReadBody`]; `None` when the

@@ -4,7 +4,7 @@
 //! before the app asks (so `100 Continue` goes out on the first read). EOF is sticky, and a
 //! read never waits past the end of the body.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tokio::sync::mpsc;
@@ -17,6 +17,8 @@ use super::{send_event, ClientDisconnected};
 pub struct WsgiInput {
     /// Unread bytes of the current piece.
     buf: Bytes,
+    /// The piece after it, when the body read before the app came in two.
+    queued: Bytes,
     events: EventSender,
     /// Where more body comes from; `None` once there is no more to ask for.
     body: Option<mpsc::Receiver<BodyPiece>>,
@@ -27,12 +29,14 @@ pub struct WsgiInput {
 
 impl WsgiInput {
     pub fn new(
-        initial: Bytes,
+        initial: [Bytes; 2],
         events: EventSender,
         body: Option<mpsc::Receiver<BodyPiece>>,
     ) -> Self {
+        let [buf, queued] = initial;
         WsgiInput {
-            buf: initial,
+            buf,
+            queued,
             events,
             body,
             error: None,
@@ -42,6 +46,10 @@ impl WsgiInput {
     /// Fetches the next piece into `buf`. Returns false at the end of the body.
     fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
         while self.buf.is_empty() {
+            if !self.queued.is_empty() {
+                self.buf = std::mem::take(&mut self.queued);
+                break;
+            }
             if let Some(reason) = self.error {
                 return Err(ClientDisconnected::new_err(reason));
             }
@@ -69,14 +77,12 @@ impl WsgiInput {
     }
 
     /// Reads up to `limit` bytes (all when `None`), stopping after `\n` when `line` is set.
-    fn read_into(&mut self, py: Python<'_>, limit: Option<usize>, line: bool) -> PyResult<Bytes> {
-        let mut out: Option<BytesMut> = None;
+    /// The bytes come back as the pieces they arrived in; [`Pieces::into_bytes`] copies them
+    /// once, into the `bytes` object the app gets.
+    fn read_into(&mut self, py: Python<'_>, limit: Option<usize>, line: bool) -> PyResult<Pieces> {
+        let mut pieces = Pieces::default();
         loop {
-            let wanted = match (limit, &out) {
-                (Some(limit), Some(out)) => limit - out.len(),
-                (Some(limit), None) => limit,
-                (None, _) => usize::MAX,
-            };
+            let wanted = limit.map_or(usize::MAX, |limit| limit - pieces.len);
             if wanted == 0 || !self.fill(py)? {
                 break;
             }
@@ -88,18 +94,67 @@ impl WsgiInput {
                     found_newline = true;
                 }
             }
-            let piece = self.buf.split_to(take);
-            match &mut out {
-                // The common case, one piece: no copy until the bytes object is made.
-                None if found_newline || take == wanted => return Ok(piece),
-                None => out = Some(BytesMut::from(&piece[..])),
-                Some(out) => out.extend_from_slice(&piece),
-            }
+            pieces.push(self.buf.split_to(take));
             if found_newline {
                 break;
             }
         }
-        Ok(out.map(BytesMut::freeze).unwrap_or_default())
+        Ok(pieces)
+    }
+}
+
+/// Body bytes read for one call, in the pieces they arrived in (usually one).
+#[derive(Default)]
+struct Pieces {
+    first: Bytes,
+    more: Vec<Bytes>,
+    len: usize,
+}
+
+impl Pieces {
+    fn push(&mut self, piece: Bytes) {
+        self.len += piece.len();
+        if self.first.is_empty() && self.more.is_empty() {
+            self.first = piece;
+        } else {
+            self.more.push(piece);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `bytes` object: the one copy of the body bytes on their way to the app.
+    fn into_bytes(self, py: Python<'_>) -> Bound<'_, PyBytes> {
+        if self.more.is_empty() {
+            return PyBytes::new(py, &self.first);
+        }
+        let Ok(len) = pyo3::ffi::Py_ssize_t::try_from(self.len) else {
+            unreachable!("a body piece is far smaller than isize::MAX")
+        };
+        // SAFETY: with a NULL source, PyBytes_FromStringAndSize makes a bytes object of `len`
+        // uninitialised bytes that the caller must fill before anyone else sees it; the loop
+        // below writes exactly `len` bytes (the pieces' lengths sum to it) into the buffer
+        // PyBytes_AsString points at, before the object is returned. The GIL is held (`py`).
+        // (pyo3's PyBytes::new_with zero-fills the buffer first: a memset as large as the body.)
+        #[allow(unsafe_code)]
+        let bytes = unsafe {
+            let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len);
+            if !ptr.is_null() {
+                let mut at = pyo3::ffi::PyBytes_AsString(ptr).cast::<u8>();
+                for piece in std::iter::once(&self.first).chain(&self.more) {
+                    std::ptr::copy_nonoverlapping(piece.as_ptr(), at, piece.len());
+                    at = at.add(piece.len());
+                }
+            }
+            Bound::from_owned_ptr_or_err(py, ptr)
+        };
+        // Fails only out of memory, where PyBytes::new panics too.
+        let bytes = bytes.expect("allocating the bytes of a body read");
+        bytes
+            .cast_into::<PyBytes>()
+            .expect("PyBytes_FromStringAndSize returns bytes")
     }
 }
 
@@ -117,8 +172,7 @@ impl WsgiInput {
     /// `read(size=-1)`: up to `size` bytes; fewer only at the end of the body.
     #[pyo3(signature = (size=None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let data = self.read_into(py, limit(size), false)?;
-        Ok(PyBytes::new(py, &data))
+        Ok(self.read_into(py, limit(size), false)?.into_bytes(py))
     }
 
     /// `readline(size=-1)`: one line including its `\n`, or up to `size` bytes of it.
@@ -128,8 +182,7 @@ impl WsgiInput {
         py: Python<'py>,
         size: Option<isize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let data = self.read_into(py, limit(size), true)?;
-        Ok(PyBytes::new(py, &data))
+        Ok(self.read_into(py, limit(size), true)?.into_bytes(py))
     }
 
     /// `readlines(hint=-1)`: lines until the end, or until `hint` bytes have been read.
@@ -147,8 +200,8 @@ impl WsgiInput {
             if line.is_empty() {
                 break;
             }
-            total += line.len();
-            lines.append(PyBytes::new(py, &line))?;
+            total += line.len;
+            lines.append(line.into_bytes(py))?;
             if hint.is_some_and(|h| total >= h) {
                 break;
             }
@@ -162,6 +215,6 @@ impl WsgiInput {
 
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let line = self.read_into(py, None, true)?;
-        Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
+        Ok((!line.is_empty()).then(|| line.into_bytes(py)))
     }
 }
