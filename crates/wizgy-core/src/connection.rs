@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Networks;
 use crate::exchange::{
-    self, AppEvent, BodyPiece, Dispatch, EventReceiver, EventSender, Exchange, PeerAddr, Request,
-    ServerInfo,
+    self, AppEvent, Body, BodyPiece, Dispatch, EventReceiver, EventSender, Exchange, PeerAddr,
+    Request, ServerInfo,
 };
 use crate::forwarded;
 use crate::http1::chunked::{encode_chunk_size, ChunkedDecoder, Decoded, LAST_CHUNK};
@@ -242,7 +242,7 @@ struct Connection {
     /// Response bytes queued for the next write (head, chunk framing, small pieces).
     out: BytesMut,
     /// Queued writes that go before `out`: large pieces written from the app's own buffers.
-    pending_large: Vec<Bytes>,
+    pending_large: Vec<Queued>,
     /// Exchanges completed on this connection.
     exchanges: u64,
     parser: HeadParser,
@@ -621,8 +621,7 @@ impl Connection {
                     body: pieces,
                     end,
                 } => {
-                    let known_length =
-                        end.then(|| pieces.iter().map(|p| p.len() as u64).sum::<u64>());
+                    let known_length = end.then(|| pieces.len() as u64);
                     let head_ctx = ctx(progress.keep_alive, known_length);
                     self.start_response(head, &mut progress, head_ctx);
                     let mut taken = self.queue_body(pieces, end, &mut progress);
@@ -732,13 +731,8 @@ impl Connection {
 
     /// Queues the body of one `Send` event (ending the body if `end`); returns the bytes the
     /// app sent in it, as the exchange's link counted them.
-    fn queue_body(
-        &mut self,
-        pieces: Vec<Bytes>,
-        end: bool,
-        progress: &mut ResponseProgress,
-    ) -> usize {
-        let bytes = pieces.iter().map(Bytes::len).sum();
+    fn queue_body(&mut self, pieces: Body, end: bool, progress: &mut ResponseProgress) -> usize {
+        let bytes = pieces.len();
         self.write_pieces(pieces, progress);
         if end {
             self.finish_body(progress);
@@ -747,11 +741,11 @@ impl Connection {
     }
 
     /// Frames and queues body pieces; bytes past the app's Content-Length are dropped.
-    fn write_pieces(&mut self, pieces: Vec<Bytes>, progress: &mut ResponseProgress) {
+    fn write_pieces(&mut self, pieces: Body, progress: &mut ResponseProgress) {
         if !progress.head_written {
             return;
         }
-        for piece in pieces {
+        for piece in pieces.into_pieces() {
             if piece.is_empty() {
                 continue;
             }
@@ -848,9 +842,17 @@ impl Connection {
             self.out.extend_from_slice(&piece);
         } else {
             // Keep order: what is queued goes first, then the big piece, without a copy.
-            let queued = self.out.split().freeze();
-            self.pending_large.push(queued);
-            self.pending_large.push(piece);
+            if let Some(few) = Queued::inline(&self.out) {
+                // A chunk's framing (the last chunk's CRLF and this one's size line): copied
+                // out, so `out` stays one unshared buffer (a split shares it: an allocation
+                // per chunk, and a new buffer once its room runs out).
+                self.pending_large.push(few);
+                self.out.clear();
+            } else if !self.out.is_empty() {
+                self.pending_large
+                    .push(Queued::Shared(self.out.split().freeze()));
+            }
+            self.pending_large.push(Queued::Shared(piece));
         }
     }
 
@@ -1036,9 +1038,44 @@ async fn write_all(stream: &mut Stream, mut buf: &[u8], timeout: Duration) -> io
 }
 
 /// Writes `pieces` and then `tail` with writev(2), [`MAX_IOVECS`] buffers at a time.
+/// A write queued before the output buffer (see [`Connection::queue`]).
+enum Queued {
+    /// A large piece, written from the app's own buffer.
+    Shared(Bytes),
+    /// A few bytes queued before one (chunk framing), held inline.
+    Inline([u8; QUEUED_INLINE], u8),
+}
+
+/// Enough for a CRLF and a chunk-size line of a 64-bit length.
+const QUEUED_INLINE: usize = 24;
+
+impl Queued {
+    /// `bytes` held inline, if they are few (and not none).
+    fn inline(bytes: &[u8]) -> Option<Queued> {
+        let len = u8::try_from(bytes.len()).ok()?;
+        if bytes.is_empty() || bytes.len() > QUEUED_INLINE {
+            return None;
+        }
+        let mut buf = [0u8; QUEUED_INLINE];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Some(Queued::Inline(buf, len))
+    }
+}
+
+impl std::ops::Deref for Queued {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Queued::Shared(bytes) => bytes,
+            Queued::Inline(buf, len) => &buf[..usize::from(*len)],
+        }
+    }
+}
+
 async fn write_all_vectored(
     stream: &mut Stream,
-    pieces: &[Bytes],
+    pieces: &[Queued],
     tail: &[u8],
     timeout: Duration,
 ) -> io::Result<()> {

@@ -65,13 +65,50 @@ pub struct Exchange {
     pub body: Option<mpsc::Receiver<BodyPiece>>,
 }
 
+/// The response body bytes of one [`AppEvent::Send`]. One piece (a chunk of the app's
+/// iterable, a one-item list, a `write()`) is held without a `Vec`: a generator's chunks were an
+/// allocation each on the app thread and a free on the I/O thread.
+#[derive(Debug)]
+pub enum Body {
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl Body {
+    /// No bytes.
+    pub fn empty() -> Self {
+        Body::Many(Vec::new())
+    }
+
+    /// Bytes in all pieces.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::One(piece) => piece.len(),
+            Body::Many(pieces) => pieces.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces, in order.
+    pub fn into_pieces(self) -> impl Iterator<Item = Bytes> {
+        let (one, many) = match self {
+            Body::One(piece) => (Some(piece), Vec::new()),
+            Body::Many(pieces) => (None, pieces),
+        };
+        one.into_iter().chain(many)
+    }
+}
+
 /// What the app side tells the connection.
 #[derive(Debug)]
 pub enum AppEvent {
     /// Response data. `head` is `Some` on the first event of a response; `end` marks the last.
     Send {
         head: Option<ResponseHead>,
-        body: Vec<Bytes>,
+        body: Body,
         end: bool,
     },
     /// `len` bytes of `file` from `offset`, sent with sendfile; always the end of the response.
@@ -344,7 +381,7 @@ mod tests {
     fn data(bytes: usize) -> AppEvent {
         AppEvent::Send {
             head: None,
-            body: vec![Bytes::from(vec![b'x'; bytes])],
+            body: Body::One(Bytes::from(vec![b'x'; bytes])),
             end: false,
         }
     }

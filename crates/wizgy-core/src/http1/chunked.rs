@@ -247,8 +247,22 @@ fn check_trailer(line: &[u8]) -> Result<(), RequestError> {
 
 /// Writes the framing that precedes a chunk of `len` bytes (`len` in hex, CRLF).
 pub fn encode_chunk_size(out: &mut BytesMut, len: usize) {
-    use std::fmt::Write;
-    write!(out, "{len:X}\r\n").expect("writing to BytesMut cannot fail");
+    // By hand: `write!(out, "{len:X}\r\n")` went through fmt's machinery, ~200 instructions
+    // per chunk (a generator of 100 chunks: 8 % of the worker's user-space instructions).
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut line = [0u8; 2 * std::mem::size_of::<usize>() + 2];
+    let mut at = line.len() - 2;
+    line[at..].copy_from_slice(b"\r\n");
+    let mut rest = len;
+    loop {
+        at -= 1;
+        line[at] = HEX[rest & 0xF];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&line[at..]);
 }
 
 /// The bytes that end a chunked body: the last chunk and an empty trailer section.
@@ -257,6 +271,23 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_sizes_are_upper_case_hex_lines() {
+        for (len, line) in [
+            (0usize, "0\r\n"),
+            (1, "1\r\n"),
+            (15, "F\r\n"),
+            (16, "10\r\n"),
+            (10240, "2800\r\n"),
+            (0xABCDEF, "ABCDEF\r\n"),
+            (usize::MAX, "FFFFFFFFFFFFFFFF\r\n"),
+        ] {
+            let mut out = BytesMut::from(&b"x"[..]);
+            encode_chunk_size(&mut out, len);
+            assert_eq!(&out[..], format!("x{line}").as_bytes(), "{len}");
+        }
+    }
 
     /// Decodes `input` fed in pieces of `step` bytes; returns the body or the error status.
     fn decode_split(input: &[u8], step: usize) -> Result<Vec<u8>, u16> {

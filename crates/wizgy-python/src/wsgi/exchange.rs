@@ -9,7 +9,7 @@ use bytes::Bytes;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
-use wizgy_core::exchange::Exchange;
+use wizgy_core::exchange::{Body, Exchange};
 
 use super::environ::{self, EnvironShared};
 use super::file_wrapper::FileWrapper;
@@ -93,27 +93,32 @@ fn drain(
         }
     }
     if let Ok(list) = result.cast::<PyList>() {
-        let pieces = list
-            .iter()
-            .map(|item| chunk_to_bytes(&item))
-            .collect::<PyResult<Vec<Bytes>>>()?;
-        return start_response::send(start, pieces, true);
+        let body = if list.len() == 1 {
+            Body::One(chunk_to_bytes(&list.get_item(0)?)?)
+        } else {
+            Body::Many(
+                list.iter()
+                    .map(|item| chunk_to_bytes(&item))
+                    .collect::<PyResult<Vec<Bytes>>>()?,
+            )
+        };
+        return start_response::send(start, body, true);
     }
     if let Ok(tuple) = result.cast::<PyTuple>() {
         let pieces = tuple
             .iter()
             .map(|item| chunk_to_bytes(&item))
             .collect::<PyResult<Vec<Bytes>>>()?;
-        return start_response::send(start, pieces, true);
+        return start_response::send(start, Body::Many(pieces), true);
     }
     for item in result.try_iter()? {
         let chunk = chunk_to_bytes(&item?)?;
         // PEP 3333: the head waits for the first non-empty chunk, so empty ones are skipped.
         if !chunk.is_empty() {
-            start_response::send(start, vec![chunk], false)?;
+            start_response::send(start, Body::One(chunk), false)?;
         }
     }
-    start_response::send(start, Vec::new(), true)
+    start_response::send(start, Body::empty(), true)
 }
 
 /// Writes the exception and its traceback to the error log.

@@ -7,12 +7,11 @@
 
 use std::fs::File;
 
-use bytes::Bytes;
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyString, PyTuple};
-use wizgy_core::exchange::{AppEvent, EventSender};
+use wizgy_core::exchange::{AppEvent, Body, EventSender};
 use wizgy_core::http1::response::ResponseHead;
 
 use super::{chunk_to_bytes, send_event};
@@ -75,7 +74,7 @@ impl StartResponse {
         if chunk.is_empty() && slf.borrow().head_sent {
             return Ok(());
         }
-        send(slf, vec![chunk], false)
+        send(slf, Body::One(chunk), false)
     }
 }
 
@@ -119,7 +118,7 @@ fn build_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
 /// The object is borrowed only to take the head and update the state, never while waiting for
 /// room in the channel (which releases the GIL): another thread of the app may call write()
 /// meanwhile, and must find the object free.
-pub fn send(start: &Bound<'_, StartResponse>, body: Vec<Bytes>, end: bool) -> PyResult<()> {
+pub fn send(start: &Bound<'_, StartResponse>, body: Body, end: bool) -> PyResult<()> {
     let (events, head) = {
         let mut this = start.try_borrow_mut()?;
         if this.finished {
@@ -129,7 +128,7 @@ pub fn send(start: &Bound<'_, StartResponse>, body: Vec<Bytes>, end: bool) -> Py
         this.finished = end;
         (this.events.clone(), head)
     };
-    let bytes = body.iter().map(Bytes::len).sum();
+    let bytes = body.len();
     send_event(
         start.py(),
         &events,
