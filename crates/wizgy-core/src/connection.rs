@@ -1052,13 +1052,12 @@ const QUEUED_INLINE: usize = 24;
 impl Queued {
     /// `bytes` held inline, if they are few (and not none).
     fn inline(bytes: &[u8]) -> Option<Queued> {
-        let len = u8::try_from(bytes.len()).ok()?;
         if bytes.is_empty() || bytes.len() > QUEUED_INLINE {
             return None;
         }
         let mut buf = [0u8; QUEUED_INLINE];
         buf[..bytes.len()].copy_from_slice(bytes);
-        Some(Queued::Inline(buf, len))
+        Some(Queued::Inline(buf, bytes.len() as u8))
     }
 }
 
