@@ -94,6 +94,22 @@ impl Stream {
     }
 }
 
+impl Stream {
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
+
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Unix(s) => s.try_read_buf(buf),
+        }
+    }
+}
+
 fn sendfile(out: impl AsFd, file: &File, offset: &mut i64, count: usize) -> io::Result<usize> {
     nix::sys::sendfile::sendfile(out, file, Some(offset), count).map_err(io::Error::from)
 }
@@ -162,16 +178,9 @@ async fn read_into(stream: &mut Stream, buf: &mut BytesMut) -> io::Result<usize>
         return stream.read_buf(buf).await;
     }
     loop {
-        match stream {
-            Stream::Tcp(s) => s.readable().await?,
-            Stream::Unix(s) => s.readable().await?,
-        }
+        stream.readable().await?;
         buf.reserve(READ_BUFFER);
-        let read = match stream {
-            Stream::Tcp(s) => s.try_read_buf(buf),
-            Stream::Unix(s) => s.try_read_buf(buf),
-        };
-        match read {
+        match stream.try_read_buf(buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => *buf = BytesMut::new(),
             other => return other,
         }
@@ -1037,7 +1046,6 @@ async fn write_all(stream: &mut Stream, mut buf: &[u8], timeout: Duration) -> io
     Ok(())
 }
 
-/// Writes `pieces` and then `tail` with writev(2), [`MAX_IOVECS`] buffers at a time.
 /// A write queued before the output buffer (see [`Connection::queue`]).
 enum Queued {
     /// A large piece, written from the app's own buffer.
@@ -1072,6 +1080,7 @@ impl std::ops::Deref for Queued {
     }
 }
 
+/// Writes `pieces` and then `tail` with writev(2), [`MAX_IOVECS`] buffers at a time.
 async fn write_all_vectored(
     stream: &mut Stream,
     pieces: &[Queued],

@@ -74,10 +74,25 @@ pub enum Body {
     Many(Vec<Bytes>),
 }
 
+impl Default for Body {
+    fn default() -> Self {
+        Body::empty()
+    }
+}
+
 impl Body {
     /// No bytes.
     pub fn empty() -> Self {
         Body::Many(Vec::new())
+    }
+
+    /// Adds `piece` after the others (a `Vec` only from the second piece on).
+    pub fn push(&mut self, piece: Bytes) {
+        match self {
+            Body::Many(pieces) if pieces.is_empty() => *self = Body::One(piece),
+            Body::One(first) => *self = Body::Many(vec![std::mem::take(first), piece]),
+            Body::Many(pieces) => pieces.push(piece),
+        }
     }
 
     /// Bytes in all pieces.
@@ -412,6 +427,19 @@ mod tests {
         assert!(matches!(rx.try_recv(), Some(AppEvent::ReadBody)));
         assert!(matches!(rx.try_recv(), Some(AppEvent::Send { .. })));
         assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_body_holds_one_piece_without_a_vec_and_keeps_the_order_of_more() {
+        let mut body = Body::default();
+        assert!(body.is_empty());
+        body.push(Bytes::from_static(b"ab"));
+        assert!(matches!(&body, Body::One(piece) if piece == "ab"));
+        body.push(Bytes::from_static(b"c"));
+        body.push(Bytes::from_static(b"de"));
+        assert_eq!(body.len(), 5);
+        let joined: Vec<u8> = body.into_pieces().flat_map(|p| p.to_vec()).collect();
+        assert_eq!(joined, b"abcde");
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! head was sent) or a cut connection (after). A client that went away is not an app error:
 //! iteration stops quietly and `close()` is still called.
 
-use bytes::Bytes;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -93,23 +92,10 @@ fn drain(
         }
     }
     if let Ok(list) = result.cast::<PyList>() {
-        let body = if list.len() == 1 {
-            Body::One(chunk_to_bytes(&list.get_item(0)?)?)
-        } else {
-            Body::Many(
-                list.iter()
-                    .map(|item| chunk_to_bytes(&item))
-                    .collect::<PyResult<Vec<Bytes>>>()?,
-            )
-        };
-        return start_response::send(start, body, true);
+        return start_response::send(start, body_of(list.iter())?, true);
     }
     if let Ok(tuple) = result.cast::<PyTuple>() {
-        let pieces = tuple
-            .iter()
-            .map(|item| chunk_to_bytes(&item))
-            .collect::<PyResult<Vec<Bytes>>>()?;
-        return start_response::send(start, Body::Many(pieces), true);
+        return start_response::send(start, body_of(tuple.iter())?, true);
     }
     for item in result.try_iter()? {
         let chunk = chunk_to_bytes(&item?)?;
@@ -119,6 +105,15 @@ fn drain(
         }
     }
     start_response::send(start, Body::empty(), true)
+}
+
+/// The whole body of a list or tuple result, sent in one event.
+fn body_of<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> PyResult<Body> {
+    let mut body = Body::default();
+    for item in items {
+        body.push(chunk_to_bytes(&item)?);
+    }
+    Ok(body)
 }
 
 /// Writes the exception and its traceback to the error log.

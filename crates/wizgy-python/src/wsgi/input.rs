@@ -8,7 +8,7 @@ use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tokio::sync::mpsc;
-use wizgy_core::exchange::{AppEvent, BodyPiece, EventSender};
+use wizgy_core::exchange::{AppEvent, Body, BodyPiece, EventSender};
 
 use super::{send_event, ClientDisconnected};
 
@@ -77,12 +77,13 @@ impl WsgiInput {
     }
 
     /// Reads up to `limit` bytes (all when `None`), stopping after `\n` when `line` is set.
-    /// The bytes come back as the pieces they arrived in; [`Pieces::into_bytes`] copies them
-    /// once, into the `bytes` object the app gets.
-    fn read_into(&mut self, py: Python<'_>, limit: Option<usize>, line: bool) -> PyResult<Pieces> {
-        let mut pieces = Pieces::default();
+    /// The bytes come back as the pieces they arrived in; [`into_bytes`] copies them once,
+    /// into the `bytes` object the app gets.
+    fn read_into(&mut self, py: Python<'_>, limit: Option<usize>, line: bool) -> PyResult<Body> {
+        let mut pieces = Body::default();
+        let mut len = 0;
         loop {
-            let wanted = limit.map_or(usize::MAX, |limit| limit - pieces.len);
+            let wanted = limit.map_or(usize::MAX, |limit| limit - len);
             if wanted == 0 || !self.fill(py)? {
                 break;
             }
@@ -95,6 +96,7 @@ impl WsgiInput {
                 }
             }
             pieces.push(self.buf.split_to(take));
+            len += take;
             if found_newline {
                 break;
             }
@@ -103,59 +105,38 @@ impl WsgiInput {
     }
 }
 
-/// Body bytes read for one call, in the pieces they arrived in (usually one).
-#[derive(Default)]
-struct Pieces {
-    first: Bytes,
-    more: Vec<Bytes>,
-    len: usize,
-}
-
-impl Pieces {
-    fn push(&mut self, piece: Bytes) {
-        self.len += piece.len();
-        if self.first.is_empty() && self.more.is_empty() {
-            self.first = piece;
-        } else {
-            self.more.push(piece);
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The `bytes` object: the one copy of the body bytes on their way to the app.
-    fn into_bytes(self, py: Python<'_>) -> Bound<'_, PyBytes> {
-        if self.more.is_empty() {
-            return PyBytes::new(py, &self.first);
-        }
-        let Ok(len) = pyo3::ffi::Py_ssize_t::try_from(self.len) else {
-            unreachable!("a body piece is far smaller than isize::MAX")
-        };
-        // SAFETY: with a NULL source, PyBytes_FromStringAndSize makes a bytes object of `len`
-        // uninitialised bytes that the caller must fill before anyone else sees it; the loop
-        // below writes exactly `len` bytes (the pieces' lengths sum to it) into the buffer
-        // PyBytes_AsString points at, before the object is returned. The GIL is held (`py`).
-        // (pyo3's PyBytes::new_with zero-fills the buffer first: a memset as large as the body.)
-        #[allow(unsafe_code)]
-        let bytes = unsafe {
-            let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len);
-            if !ptr.is_null() {
-                let mut at = pyo3::ffi::PyBytes_AsString(ptr).cast::<u8>();
-                for piece in std::iter::once(&self.first).chain(&self.more) {
-                    std::ptr::copy_nonoverlapping(piece.as_ptr(), at, piece.len());
-                    at = at.add(piece.len());
-                }
+/// The `bytes` object made from `pieces`: the one copy of body bytes on their way to the app.
+fn into_bytes(py: Python<'_>, pieces: Body) -> Bound<'_, PyBytes> {
+    let pieces = match pieces {
+        Body::One(piece) => return PyBytes::new(py, &piece),
+        Body::Many(pieces) => pieces,
+    };
+    let total = pieces.iter().map(Bytes::len).sum::<usize>();
+    let Ok(len) = pyo3::ffi::Py_ssize_t::try_from(total) else {
+        unreachable!("a body piece is far smaller than isize::MAX")
+    };
+    // SAFETY: with a NULL source, PyBytes_FromStringAndSize makes a bytes object of `len`
+    // uninitialised bytes that the caller must fill before anyone else sees it; the loop
+    // below writes exactly `len` bytes (the pieces' lengths sum to it) into the buffer
+    // PyBytes_AsString points at, before the object is returned. The GIL is held (`py`).
+    // (pyo3's PyBytes::new_with zero-fills the buffer first: a memset as large as the body.)
+    #[allow(unsafe_code)]
+    let bytes = unsafe {
+        let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len);
+        if !ptr.is_null() {
+            let mut at = pyo3::ffi::PyBytes_AsString(ptr).cast::<u8>();
+            for piece in &pieces {
+                std::ptr::copy_nonoverlapping(piece.as_ptr(), at, piece.len());
+                at = at.add(piece.len());
             }
-            Bound::from_owned_ptr_or_err(py, ptr)
-        };
-        // Fails only out of memory, where PyBytes::new panics too.
-        let bytes = bytes.expect("allocating the bytes of a body read");
-        bytes
-            .cast_into::<PyBytes>()
-            .expect("PyBytes_FromStringAndSize returns bytes")
-    }
+        }
+        Bound::from_owned_ptr_or_err(py, ptr)
+    };
+    // Fails only out of memory, where PyBytes::new panics too.
+    let bytes = bytes.expect("allocating the bytes of a body read");
+    bytes
+        .cast_into::<PyBytes>()
+        .expect("PyBytes_FromStringAndSize returns bytes")
 }
 
 fn memchr_newline(data: &[u8]) -> Option<usize> {
@@ -172,7 +153,7 @@ impl WsgiInput {
     /// `read(size=-1)`: up to `size` bytes; fewer only at the end of the body.
     #[pyo3(signature = (size=None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(self.read_into(py, limit(size), false)?.into_bytes(py))
+        Ok(into_bytes(py, self.read_into(py, limit(size), false)?))
     }
 
     /// `readline(size=-1)`: one line including its `\n`, or up to `size` bytes of it.
@@ -182,7 +163,7 @@ impl WsgiInput {
         py: Python<'py>,
         size: Option<isize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(self.read_into(py, limit(size), true)?.into_bytes(py))
+        Ok(into_bytes(py, self.read_into(py, limit(size), true)?))
     }
 
     /// `readlines(hint=-1)`: lines until the end, or until `hint` bytes have been read.
@@ -200,8 +181,8 @@ impl WsgiInput {
             if line.is_empty() {
                 break;
             }
-            total += line.len;
-            lines.append(line.into_bytes(py))?;
+            total += line.len();
+            lines.append(into_bytes(py, line))?;
             if hint.is_some_and(|h| total >= h) {
                 break;
             }
@@ -215,6 +196,6 @@ impl WsgiInput {
 
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let line = self.read_into(py, None, true)?;
-        Ok((!line.is_empty()).then(|| line.into_bytes(py)))
+        Ok((!line.is_empty()).then(|| into_bytes(py, line)))
     }
 }
