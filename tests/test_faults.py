@@ -145,7 +145,9 @@ def timed_request(server, path: str = "/normal") -> float:
 
 def test_a_thousand_idle_connections_do_not_block_a_new_client(serve):
     raise_nofile()
-    server = serve(APP, "--threads", "4", "--keep-alive", "1s")
+    # --defer-accept 0: the kernel would otherwise keep silent connections from the worker
+    # for a second (see test_silent_connections_wait_in_the_kernel); this is about the worker.
+    server = serve(APP, "--threads", "4", "--keep-alive", "1s", "--defer-accept", "0")
     usage = Usage(server)
     socks: list[socket.socket] = []
     try:
@@ -191,6 +193,82 @@ def test_a_thousand_idle_connections_do_not_block_a_new_client(serve):
     assert timed_request(server, "/after-idle-flood") < 1.0
 
 
+SILENT = 200  # connections that connect and send nothing, in the --defer-accept tests
+
+
+def open_silent(server, count: int) -> list[socket.socket]:
+    return [connect(server.addr, 5) for _ in range(count)]
+
+
+def test_silent_connections_wait_in_the_kernel(serve):
+    """By default (--defer-accept 1s) a TCP connection reaches the worker with its first
+    bytes: connections that send nothing take no descriptor of the worker, one that then sends
+    its request is served at once, and the silent rest are handed over after the deferral and
+    closed by --keep-alive like any idle connection (nothing is held forever)."""
+    server = serve(APP, "--threads", "2", "--keep-alive", "1s")
+    usage = Usage(server)
+    socks = open_silent(server, SILENT)
+    try:
+        time.sleep(0.3)
+        held = usage.sample()
+        assert held <= usage.fds + FD_TOLERANCE, (
+            f"worker holds {held} fds (baseline {usage.fds}): silent connections were accepted"
+        )
+        for i, sock in enumerate(socks[:3]):
+            started = time.monotonic()
+            sock.sendall(f"GET /spoke-{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            resp = Reader(sock).response()
+            waited = time.monotonic() - started
+            assert resp.status == 200, resp.status
+            assert resp.body.startswith(b"0 "), resp.body[:100]
+            assert waited < 0.5, f"a connection that spoke waited {waited:.2f} s for its answer"
+        selector = selectors.DefaultSelector()
+        for sock in socks[3:]:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+        closed, deadline = 0, time.monotonic() + 10.0
+        while closed < SILENT - 3 and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=0.2):
+                try:
+                    data = key.fileobj.recv(1024)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                assert data == b"", f"a silent connection got bytes: {data[:100]!r}"
+                selector.unregister(key.fileobj)
+                closed += 1
+        selector.close()
+    finally:
+        for sock in socks:
+            sock.close()
+    print(
+        f"\n{SILENT} silent connections: worker fds {held} (baseline {usage.fds}); "
+        f"{closed} closed by the server after the deferral"
+    )
+    assert closed == SILENT - 3, f"only {closed}/{SILENT - 3} silent connections were closed"
+    usage.check("silent connections")
+
+
+def test_defer_accept_0_hands_connections_over_at_once(serve):
+    server = serve(APP, "--threads", "2", "--defer-accept", "0")
+    usage = Usage(server)
+    socks = open_silent(server, SILENT)
+    try:
+        deadline = time.monotonic() + 3.0
+        held = usage.sample()
+        while held < usage.fds + SILENT and time.monotonic() < deadline:
+            time.sleep(0.05)
+            held = usage.sample()
+        assert held >= usage.fds + SILENT, f"worker holds {held} fds (baseline {usage.fds})"
+        socks[0].sendall(b"GET /at-once HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert Reader(socks[0]).response().status == 200
+    finally:
+        for sock in socks:
+            sock.close()
+    usage.check("--defer-accept 0")
+
+
 IDLE_HELD = 1000  # connections of each kind held open by the memory test
 IDLE_KIB_PER_CONNECTION = 5.0  # the read and write buffers alone were 16 KiB
 
@@ -204,7 +282,10 @@ def test_idle_connections_hold_no_buffers(serve):
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 2 * IDLE_HELD + 100:
         pytest.skip(f"needs {2 * IDLE_HELD + 100} open files, RLIMIT_NOFILE is {soft}")
-    server = serve(APP, "--threads", "4", "--keep-alive", "60s", "--backlog", "2048")
+    # --defer-accept 0: the fresh connections must reach the worker (see above).
+    server = serve(
+        APP, "--threads", "4", "--keep-alive", "60s", "--backlog", "2048", "--defer-accept", "0"
+    )
     usage = Usage(server)
     fresh: list[socket.socket] = []
     kept: list[socket.socket] = []

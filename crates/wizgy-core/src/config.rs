@@ -124,6 +124,13 @@ pub struct Config {
           value_parser = parse_duration, allow_hyphen_values = true)]
     pub keep_alive: Duration,
 
+    /// Hand a new TCP connection to a worker only once its first bytes arrive, or after this
+    /// long (Linux TCP_DEFER_ACCEPT, whole seconds; 0: at once). Spares the worker a wake-up
+    /// and an empty read per connection; silent connections wait in the kernel meanwhile.
+    #[arg(long, value_name = "DURATION", default_value = "1s", help_heading = "Timeouts",
+          value_parser = parse_duration, allow_hyphen_values = true)]
+    pub defer_accept: Duration,
+
     /// No request-body progress for this long while the app reads: the connection closes and
     /// the app's read raises.
     #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Timeouts",

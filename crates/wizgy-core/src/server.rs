@@ -26,6 +26,8 @@ pub struct ServerOptions {
     pub limits: Limits,
     pub keep_alive_timeout: Duration,
     pub header_timeout: Duration,
+    /// TCP_DEFER_ACCEPT on TCP listeners (zero: off); see [`crate::listener::set_defer_accept`].
+    pub defer_accept: Duration,
     pub body_timeout: Duration,
     pub write_timeout: Duration,
     pub max_request_body: u64,
@@ -55,6 +57,7 @@ impl ServerOptions {
             },
             keep_alive_timeout: config.keep_alive,
             header_timeout: config.header_timeout,
+            defer_accept: config.defer_accept,
             body_timeout: config.body_timeout,
             write_timeout: config.write_timeout,
             max_request_body: config.max_request_body,
@@ -214,6 +217,7 @@ pub fn run(
                 capacity.clone(),
                 shutdown_rx.clone(),
                 alive_tx.clone(),
+                options.defer_accept,
             )?;
             tokio::spawn(accept);
         }
@@ -263,6 +267,7 @@ fn accept_loop(
     capacity: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
+    defer_accept: Duration,
 ) -> io::Result<impl std::future::Future<Output = ()>> {
     enum Accepting {
         Tcp(TcpListener),
@@ -294,6 +299,11 @@ fn accept_loop(
             Accepting::Tcp(l) => socket2::SockRef::from(l).set_tcp_nodelay(true).is_ok(),
             Accepting::Unix(_) => false,
         };
+    if let Accepting::Tcp(l) = &accepting {
+        if let Err(e) = crate::listener::set_defer_accept(l, defer_accept) {
+            tracing::debug!("TCP_DEFER_ACCEPT not set: {e}");
+        }
+    }
     let server = Arc::new(server);
     Ok(async move {
         // Made once: a watch's changed() joins and leaves the channel's waiter list each time
