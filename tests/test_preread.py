@@ -77,6 +77,31 @@ def test_a_64_kib_body_sent_in_pieces_is_received_intact(serve):
     assert (again.status, again.body) == (200, b"hello")
 
 
+@pytest.mark.parametrize("size", [9_000, 20_011, PREREAD])
+def test_requests_pipelined_right_after_a_small_body_are_answered_in_order(serve, size):
+    """The body and the requests after it arrive in one burst: the server's read of the body
+    may take bytes of the next requests too, and they must be parsed next, in order."""
+    server = serve(APP, "--threads", "2")
+    bodies = [body_of(size), body_of(size // 3 + 1)[::-1]]
+    burst = (
+        head("/read", len(bodies[0]))
+        + bodies[0]
+        + head("/read", len(bodies[1]))
+        + bodies[1]
+        + b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    with connect(server.addr, 10) as sock:
+        sock.sendall(burst)
+        reader = Reader(sock)
+        first, second, third = (reader.response() for _ in range(3))
+        assert reader.buf == b""
+    for resp, body in zip((first, second), bodies):
+        assert resp.status == 200, resp.body[:300]
+        data = resp.json()
+        assert (data["size"], data["sha256"]) == (len(body), sha(body))
+    assert (third.status, third.body) == (200, b"hello")
+
+
 def test_the_app_is_not_called_before_a_small_body_is_complete(serve):
     server = serve(APP, "--threads", "2")
     body = body_of(1000)
