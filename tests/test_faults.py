@@ -143,6 +143,30 @@ def timed_request(server, path: str = "/normal") -> float:
 # --- 1,000 idle connections ----------------------------------------------------------------------
 
 
+def count_closed_by_server(socks: list[socket.socket], timeout: float) -> int:
+    """Waits up to ``timeout`` s for the server to close ``socks`` (idle connections: none may
+    get a byte first); returns how many it closed."""
+    selector = selectors.DefaultSelector()
+    for sock in socks:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+    closed = 0
+    deadline = time.monotonic() + timeout
+    while closed < len(socks) and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=0.2):
+            try:
+                data = key.fileobj.recv(1024)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            assert data == b"", f"an idle connection got bytes: {data[:100]!r}"
+            selector.unregister(key.fileobj)
+            closed += 1
+    selector.close()
+    return closed
+
+
 def test_a_thousand_idle_connections_do_not_block_a_new_client(serve):
     raise_nofile()
     # --defer-accept 0: the kernel would otherwise keep silent connections from the worker
@@ -159,24 +183,7 @@ def test_a_thousand_idle_connections_do_not_block_a_new_client(serve):
         time.sleep(0.2)
         held = usage.sample()
         # --keep-alive 1s: the server closes every idle connection by itself.
-        selector = selectors.DefaultSelector()
-        for sock in socks:
-            sock.setblocking(False)
-            selector.register(sock, selectors.EVENT_READ)
-        closed_by_server = 0
-        deadline = time.monotonic() + 6.0
-        while closed_by_server < len(socks) and time.monotonic() < deadline:
-            for key, _ in selector.select(timeout=0.2):
-                try:
-                    data = key.fileobj.recv(1024)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                assert data == b"", f"an idle connection got bytes: {data[:100]!r}"
-                selector.unregister(key.fileobj)
-                closed_by_server += 1
-        selector.close()
+        closed_by_server = count_closed_by_server(socks, 6.0)
     finally:
         for sock in socks:
             sock.close()
@@ -222,23 +229,7 @@ def test_silent_connections_wait_in_the_kernel(serve):
             assert resp.status == 200, resp.status
             assert resp.body.startswith(b"0 "), resp.body[:100]
             assert waited < 0.5, f"a connection that spoke waited {waited:.2f} s for its answer"
-        selector = selectors.DefaultSelector()
-        for sock in socks[3:]:
-            sock.setblocking(False)
-            selector.register(sock, selectors.EVENT_READ)
-        closed, deadline = 0, time.monotonic() + 10.0
-        while closed < SILENT - 3 and time.monotonic() < deadline:
-            for key, _ in selector.select(timeout=0.2):
-                try:
-                    data = key.fileobj.recv(1024)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                assert data == b"", f"a silent connection got bytes: {data[:100]!r}"
-                selector.unregister(key.fileobj)
-                closed += 1
-        selector.close()
+        closed = count_closed_by_server(socks[3:], 10.0)
     finally:
         for sock in socks:
             sock.close()

@@ -92,9 +92,7 @@ impl Stream {
             }
         }
     }
-}
 
-impl Stream {
     async fn readable(&self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.readable().await,
