@@ -193,8 +193,17 @@ def produce(environ, start_response):
     return body()
 
 
+def numbered(environ, start_response):
+    """``n`` chunks of 64 KiB, chunk i made of the byte ``i % 251``; close() writes ``mark``."""
+    query = _query(environ)
+    count = int(query["n"])
+    start_response("200 OK", TEXT)
+    return ClosingBody(query["mark"], lambda: (bytes([i % 251]) * 65536 for i in range(count)))
+
+
 ROUTES = {
     "/mixed": mixed,
+    "/numbered": numbered,
     "/produce": produce,
     "/list": as_list,
     "/tuple": as_tuple,
