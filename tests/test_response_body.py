@@ -166,6 +166,20 @@ def test_streams_held_back_by_clients_that_do_not_read_leave_the_app_threads_fre
             sock.close()
 
 
+def test_a_held_back_stream_cut_by_the_graceful_timeout_still_has_close_called(tmp_path):
+    mark = tmp_path / "closed"
+    with running(APP, "--threads", "1", "--graceful-timeout", "1s") as srv:
+        with socket.create_connection(srv.addr, timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sock.sendall(build(f"/numbered?{urlencode({'n': 256, 'mark': str(mark)})}"))
+            Reader(sock).read_until(b"\r\n\r\n")
+            time.sleep(0.5)
+            assert not mark.exists(), "the stream ended without its client"
+            code = srv.stop(timeout=10)
+        assert code == 0, srv.log()
+    assert mark.exists(), "close() not called for the stream cut at shutdown"
+
+
 def test_generator_first_chunk_reaches_the_client_before_the_generator_finishes(server, tmp_path):
     flag = tmp_path / "flag"
     with connect(server.addr, timeout=10) as sock:

@@ -212,7 +212,8 @@ pub struct Config {
           value_parser = parse_duration, allow_hyphen_values = true)]
     pub request_timeout: Duration,
 
-    /// How long a graceful stop or reload waits for exchanges in flight before killing.
+    /// How long a graceful stop or reload waits for exchanges in flight before cutting them
+    /// (a worker still running 1.5 s later is killed).
     #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Processes",
           value_parser = parse_duration, allow_hyphen_values = true)]
     pub graceful_timeout: Duration,

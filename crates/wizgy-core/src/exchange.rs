@@ -169,7 +169,9 @@ pub fn link() -> (EventSender, EventReceiver) {
 
 /// Events from an exchange's app side to its connection, bounded twice: by count
 /// ([`Link::EVENTS`]) and by the response bytes queued and not yet written ([`Link::BYTES`]).
-/// Past either, the app thread waits (backpressure).
+/// Past either, the app side waits (backpressure): blocking its thread (`write()`, a body
+/// read), or, draining an iterable, leaving the exchange on the link ([`EventSender::on_room`])
+/// for the connection to queue again when there is room.
 ///
 /// Why bytes: the events are what a generator yields, so a count bounds nothing (32 events of
 /// 64 KiB per exchange, 64 exchanges: 128 MiB), and a small count makes the app thread stop

@@ -138,6 +138,12 @@ enum Phase {
     Stopping,
 }
 
+/// How long past `--graceful-timeout` a stopping worker has before it is killed. At the
+/// graceful timeout the worker itself cuts the connections still in flight and gives its app
+/// threads up to a second to end (an app's iterable still gets its `close()`); killing it at
+/// the same moment raced with that (seen: `close()` of a cut stream not called, 2 runs in 6).
+const WIND_DOWN: Duration = Duration::from_millis(1500);
+
 const TICK: Duration = Duration::from_millis(200);
 /// A worker that dies before it is ready is respawned no faster than this.
 const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
@@ -440,12 +446,13 @@ impl Supervisor {
         }
     }
 
-    /// Liveness, memory and lifetime checks; kills workers past the graceful deadline.
+    /// Liveness, memory and lifetime checks; kills workers past the graceful deadline (plus
+    /// [`WIND_DOWN`]).
     fn check_workers(&mut self) {
         let now = Instant::now();
         for worker in &mut self.workers {
             if let Some(since) = worker.stopping {
-                if now.duration_since(since) > self.options.graceful_timeout {
+                if now.duration_since(since) > self.options.graceful_timeout + WIND_DOWN {
                     tracing::warn!(
                         "worker {} still busy after the graceful timeout: killing",
                         worker.pid

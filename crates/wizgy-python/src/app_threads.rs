@@ -79,11 +79,14 @@ struct Pool {
 }
 
 /// What an app thread runs.
+// A new exchange, the common case, moves through the queue without an allocation of its own;
+// a resumed one (rare: once per 256 KiB streamed to a slow connection) is boxed.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     /// A new exchange.
     New(Exchange),
     /// An exchange whose connection has room again (or is gone).
-    Resume(Suspended),
+    Resume(Box<Suspended>),
 }
 
 struct State {
@@ -299,7 +302,7 @@ impl Pool {
 
     /// Leaves `suspended` on its connection's link, to be queued again once the connection
     /// has room (or is gone); queues it at once if there is room already.
-    fn suspend(self: &Arc<Self>, py: Python<'_>, suspended: Suspended) {
+    fn suspend(self: &Arc<Self>, py: Python<'_>, suspended: Box<Suspended>) {
         let (events, bytes) = suspended.events(py);
         let pool = self.clone();
         let resume = OnRoom(Box::new(move || pool.resume(suspended)));
@@ -308,7 +311,7 @@ impl Pool {
         }
     }
 
-    fn resume(&self, suspended: Suspended) {
+    fn resume(&self, suspended: Box<Suspended>) {
         if let Err(work) = self.push(Work::Resume(suspended), false) {
             // Only when the worker is past its shutdown grace, every thread gone.
             tracing::debug!("an exchange resumed after the app threads exited");
@@ -484,7 +487,7 @@ fn serve(
             // are dropped with it, so its connection answers 500, and the thread goes on.
             let run = std::panic::AssertUnwindSafe(|| match work {
                 Work::New(exchange) => exchange::run(py, app, shared, exchange),
-                Work::Resume(suspended) => exchange::resume(py, suspended),
+                Work::Resume(suspended) => exchange::resume(py, *suspended),
             });
             match std::panic::catch_unwind(run) {
                 Ok(Some(suspended)) => pool.suspend(py, suspended),

@@ -24,7 +24,7 @@ pub fn run(
     app: &Py<PyAny>,
     shared: &EnvironShared,
     exchange: Exchange,
-) -> Option<Suspended> {
+) -> Option<Box<Suspended>> {
     let Exchange {
         request,
         initial_body,
@@ -77,7 +77,7 @@ impl Suspended {
 
 /// Runs a suspended exchange on: sends the event that found no room, then drains the rest of
 /// the app's result. Gives it back if the connection runs out of room again.
-pub fn resume(py: Python<'_>, suspended: Suspended) -> Option<Suspended> {
+pub fn resume(py: Python<'_>, suspended: Suspended) -> Option<Box<Suspended>> {
     let Suspended {
         result,
         iter,
@@ -110,7 +110,7 @@ fn conclude(
     outcome: PyResult<Option<Paused>>,
     start: &Bound<'_, StartResponse>,
     target: impl FnOnce() -> String,
-) -> Option<Suspended> {
+) -> Option<Box<Suspended>> {
     match outcome {
         Ok(None) => None,
         Ok(Some(Paused {
@@ -118,14 +118,14 @@ fn conclude(
             iter,
             event,
             bytes,
-        })) => Some(Suspended {
+        })) => Some(Box::new(Suspended {
             result,
             iter,
             start: start.clone().unbind(),
             event,
             bytes,
             target: target(),
-        }),
+        })),
         Err(err) => {
             if err.is_instance_of::<ClientDisconnected>(py) {
                 tracing::debug!("client disconnected during the response");
