@@ -5,7 +5,9 @@ One WSGI callable, ``app``, routed on PATH_INFO; parameters come from the query 
 ``flag`` is a file path the test creates to let a waiting generator go on.
 """
 
+import contextvars
 import os
+import threading
 import time
 from urllib.parse import parse_qs
 
@@ -201,8 +203,35 @@ def numbered(environ, start_response):
     return ClosingBody(query["mark"], lambda: (bytes([i % 251]) * 65536 for i in range(count)))
 
 
+_local = threading.local()
+_owner = contextvars.ContextVar("stream_owner", default=None)
+
+
+def owned(environ, start_response):
+    """``n`` chunks of 64 KiB (chunk i made of the byte ``i % 251``), each made on the thread,
+    with the thread-local and context-variable values, that the stream started with; any chunk
+    made otherwise appends why to the file ``bad``."""
+    query = _query(environ)
+    count, owner, bad = int(query["n"]), query["id"], query["bad"]
+    start_response("200 OK", TEXT)
+
+    def chunks():
+        ident = threading.get_ident()
+        _local.owner = owner
+        _owner.set(owner)
+        for i in range(count):
+            seen = (threading.get_ident() == ident, getattr(_local, "owner", None), _owner.get())
+            if seen != (True, owner, owner):
+                with open(bad, "a") as f:
+                    f.write(f"chunk {i} of {owner}: same thread, thread-local, context: {seen}\n")
+            yield bytes([i % 251]) * 65536
+
+    return chunks()
+
+
 ROUTES = {
     "/mixed": mixed,
+    "/owned": owned,
     "/numbered": numbered,
     "/produce": produce,
     "/list": as_list,

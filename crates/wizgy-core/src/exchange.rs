@@ -169,9 +169,7 @@ pub fn link() -> (EventSender, EventReceiver) {
 
 /// Events from an exchange's app side to its connection, bounded twice: by count
 /// ([`Link::EVENTS`]) and by the response bytes queued and not yet written ([`Link::BYTES`]).
-/// Past either, the app side waits (backpressure): blocking its thread (`write()`, a body
-/// read), or, draining an iterable, leaving the exchange on the link ([`EventSender::on_room`])
-/// for the connection to queue again when there is room.
+/// Past either, the app thread waits (backpressure).
 ///
 /// Why bytes: the events are what a generator yields, so a count bounds nothing (32 events of
 /// 64 KiB per exchange, 64 exchanges: 128 MiB), and a small count makes the app thread stop
@@ -192,22 +190,6 @@ struct Link {
     senders: AtomicUsize,
 }
 
-/// What an app thread leaves on a link that had no room instead of waiting for it: run once
-/// (on the connection's thread) when there is room again, or when the link closes.
-pub struct OnRoom(pub Box<dyn FnOnce() + Send>);
-
-impl std::fmt::Debug for OnRoom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnRoom")
-    }
-}
-
-impl OnRoom {
-    fn run(self) {
-        (self.0)()
-    }
-}
-
 #[derive(Debug, Default)]
 struct LinkState {
     events: VecDeque<AppEvent>,
@@ -215,8 +197,6 @@ struct LinkState {
     queued: usize,
     /// An app thread waits for room.
     waiting: bool,
-    /// Left by an app thread that went on to other work (see [`EventSender::on_room`]).
-    on_room: Option<OnRoom>,
     /// The connection is gone: sends fail.
     closed: bool,
     /// The connection's task, waiting for an event.
@@ -244,20 +224,12 @@ impl LinkState {
         self.events.len() < Link::EVENTS && (bytes == 0 || self.queued < Link::BYTES)
     }
 
-    /// Wakes a waiting app thread once there is room again (bytes down to the resume mark),
-    /// and gives back what a thread left to run then: the caller runs it after unlocking.
-    #[must_use]
-    fn release_waiter(&mut self, room: &Condvar) -> Option<OnRoom> {
-        if !(self.waiting || self.on_room.is_some())
-            || self.queued > Link::RESUME
-            || self.events.len() >= Link::EVENTS
-        {
-            return None;
-        }
-        if std::mem::take(&mut self.waiting) {
+    /// Wakes a waiting app thread once there is room again (bytes down to the resume mark).
+    fn release_waiter(&mut self, room: &Condvar) {
+        if self.waiting && self.queued <= Link::RESUME && self.events.len() < Link::EVENTS {
+            self.waiting = false;
             room.notify_all();
         }
-        self.on_room.take()
     }
 }
 
@@ -307,20 +279,6 @@ impl EventSender {
         }
     }
 
-    /// Instead of waiting for room for `bytes` (after [`EventSender::try_send`] found none):
-    /// `resume` runs, on the connection's thread, once there is room again or the connection
-    /// is gone. Given back if there is room already or the link is closed (run it at once).
-    /// At most one per link: only the thread that drains the app's result leaves one.
-    pub fn on_room(&self, bytes: usize, resume: OnRoom) -> Result<(), OnRoom> {
-        let mut state = self.0.lock();
-        if state.closed || state.has_room(bytes) {
-            return Err(resume);
-        }
-        debug_assert!(state.on_room.is_none(), "a second OnRoom on one link");
-        state.on_room = Some(resume);
-        Ok(())
-    }
-
     fn push(mut state: MutexGuard<'_, LinkState>, event: AppEvent, bytes: usize) {
         state.events.push_back(event);
         state.queued += bytes;
@@ -362,11 +320,7 @@ impl EventReceiver {
         std::future::poll_fn(|cx| {
             let mut state = self.0.lock();
             if let Some(event) = state.events.pop_front() {
-                let resume = state.release_waiter(&self.0.room);
-                drop(state);
-                if let Some(resume) = resume {
-                    resume.run();
-                }
+                state.release_waiter(&self.0.room);
                 return Poll::Ready(Some(event));
             }
             if self.0.senders.load(Ordering::Acquire) == 0 {
@@ -403,11 +357,7 @@ impl EventReceiver {
     pub fn try_recv(&mut self) -> Option<AppEvent> {
         let mut state = self.0.lock();
         let event = state.events.pop_front();
-        let resume = state.release_waiter(&self.0.room);
-        drop(state);
-        if let Some(resume) = resume {
-            resume.run();
-        }
+        state.release_waiter(&self.0.room);
         event
     }
 
@@ -418,31 +368,23 @@ impl EventReceiver {
         }
         let mut state = self.0.lock();
         state.queued = state.queued.saturating_sub(bytes);
-        let resume = state.release_waiter(&self.0.room);
-        drop(state);
-        if let Some(resume) = resume {
-            resume.run();
-        }
+        state.release_waiter(&self.0.room);
     }
 }
 
 impl Drop for EventReceiver {
     fn drop(&mut self) {
-        let (events, resume) = {
+        let events = {
             let mut state = self.0.lock();
             state.closed = true;
             // Only with a waiter: std's notify is a futex syscall even when nobody waits.
             if std::mem::take(&mut state.waiting) {
                 self.0.room.notify_all();
             }
-            (std::mem::take(&mut state.events), state.on_room.take())
+            std::mem::take(&mut state.events)
         };
-        // Dropped outside the lock: they may hold the app's buffers. What an app thread left
-        // runs now: its next send fails, and the app's close() is called.
+        // Dropped outside the lock: they may hold the app's buffers.
         drop(events);
-        if let Some(resume) = resume {
-            resume.run();
-        }
     }
 }
 
@@ -485,38 +427,6 @@ mod tests {
         assert!(matches!(rx.try_recv(), Some(AppEvent::ReadBody)));
         assert!(matches!(rx.try_recv(), Some(AppEvent::Send { .. })));
         assert!(rx.try_recv().is_none());
-    }
-
-    #[test]
-    fn on_room_runs_once_the_connection_has_written_down_to_the_resume_mark_or_is_gone() {
-        use std::sync::atomic::AtomicBool;
-        let ran = Arc::new(AtomicBool::new(false));
-        let mark = |ran: &Arc<AtomicBool>| {
-            let ran = ran.clone();
-            OnRoom(Box::new(move || ran.store(true, Ordering::SeqCst)))
-        };
-        let (tx, mut rx) = link();
-        assert!(
-            tx.on_room(1, mark(&ran)).is_err(),
-            "left although there was room"
-        );
-        tx.try_send(data(Link::BYTES), Link::BYTES).expect("room");
-        tx.on_room(1, mark(&ran)).expect("no room: left");
-        assert!(rx.try_recv().is_some());
-        rx.written(Link::BYTES - Link::RESUME - 1);
-        assert!(!ran.load(Ordering::SeqCst), "ran above the resume mark");
-        rx.written(1);
-        assert!(ran.load(Ordering::SeqCst), "did not run at the resume mark");
-        // Left on a full link whose connection then goes: it runs when the receiver drops.
-        let ran = Arc::new(AtomicBool::new(false));
-        tx.try_send(data(Link::BYTES), Link::BYTES).expect("room");
-        tx.on_room(1, mark(&ran)).expect("no room: left");
-        drop(rx);
-        assert!(
-            ran.load(Ordering::SeqCst),
-            "did not run when the connection went"
-        );
-        assert!(tx.on_room(1, mark(&ran)).is_err(), "left on a closed link");
     }
 
     #[test]

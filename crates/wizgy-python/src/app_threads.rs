@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 
 use crate::lock;
-use wizgy_core::exchange::{Dispatch, Exchange, OnRoom};
+use wizgy_core::exchange::{Dispatch, Exchange};
 use wizgy_core::supervisor::{message, WorkerLink};
 
 use crate::wsgi::environ::EnvironShared;
-use crate::wsgi::exchange::{self, Suspended};
+use crate::wsgi::exchange;
 
 /// Exchanges waiting for a free app thread, per thread; past this the connection answers 503.
 const QUEUE_PER_THREAD: usize = 16;
@@ -78,20 +78,9 @@ struct Pool {
     hold_wakes_until: AtomicU64,
 }
 
-/// What an app thread runs.
-// A new exchange, the common case, moves through the queue without an allocation of its own;
-// a resumed one (rare: once per 256 KiB streamed to a slow connection) is boxed.
-#[allow(clippy::large_enum_variant)]
-enum Work {
-    /// A new exchange.
-    New(Exchange),
-    /// An exchange whose connection has room again (or is gone).
-    Resume(Box<Suspended>),
-}
-
 struct State {
-    /// Work and when it was queued (as [`Pool::now`]).
-    queue: VecDeque<(Work, u64)>,
+    /// Exchanges and when they were queued (as [`Pool::now`]).
+    queue: VecDeque<(Exchange, u64)>,
     /// Parked threads, the most recently parked last.
     idle: Vec<usize>,
     /// Threads not parked (including those starting).
@@ -179,7 +168,7 @@ impl Pool {
     /// The next exchange for thread `index`, parking (via `wait`) while there is none;
     /// `None` once the pool is closed and drained. `wait` returns how long (µs) the thread
     /// waited for the GIL after it was woken.
-    fn next(&self, index: usize, wait: impl Fn(&Member) -> u64) -> Option<Work> {
+    fn next(&self, index: usize, wait: impl Fn(&Member) -> u64) -> Option<Exchange> {
         let member = &self.threads[index];
         let mut gil_wait = 0;
         loop {
@@ -255,68 +244,30 @@ struct Queue(Arc<Pool>);
 
 impl Dispatch for Queue {
     fn dispatch(&self, exchange: Exchange) -> Result<(), Box<Exchange>> {
-        self.0
-            .push(Work::New(exchange), true)
-            .map_err(|work| match *work {
-                Work::New(exchange) => Box::new(exchange),
-                Work::Resume(_) => unreachable!("dispatch gives back what it was given"),
-            })
-    }
-}
-
-impl Pool {
-    /// Queues `work` and wakes a thread for it if one should be. `bounded` work is given back
-    /// when the queue is full (new exchanges: the connection answers 503) or the pool is
-    /// closed; resumed work is always taken while a thread is left to run it, since the
-    /// exchange is running already.
-    fn push(&self, work: Work, bounded: bool) -> Result<(), Box<Work>> {
+        let pool = &self.0;
         let (wake, wake_monitor) = {
-            let mut state = self.lock();
-            let refused = if bounded {
-                state.queue.len() >= self.limit || state.closed
-            } else {
-                state.closed && state.awake == 0
-            };
-            if refused {
-                return Err(Box::new(work));
+            let mut state = pool.lock();
+            if state.queue.len() >= pool.limit || state.closed {
+                return Err(Box::new(exchange));
             }
-            let now = self.now();
-            state.queue.push_back((work, now));
-            let wake = self.helper(&mut state, now);
+            let now = pool.now();
+            state.queue.push_back((exchange, now));
+            let wake = pool.helper(&mut state, now);
             // Work left waiting while threads are parked: the monitor must watch it. (It sets
             // the flag under this lock, so the check cannot miss it going to sleep.)
             let watch = wake.is_none() && !state.idle.is_empty();
             (
                 wake,
-                watch && self.monitor_idle.swap(false, Ordering::SeqCst),
+                watch && pool.monitor_idle.swap(false, Ordering::SeqCst),
             )
         };
         if let Some(index) = wake {
-            self.threads[index].unpark();
+            pool.threads[index].unpark();
         }
         if wake_monitor {
-            self.monitor.unpark();
+            pool.monitor.unpark();
         }
         Ok(())
-    }
-
-    /// Leaves `suspended` on its connection's link, to be queued again once the connection
-    /// has room (or is gone); queues it at once if there is room already.
-    fn suspend(self: &Arc<Self>, py: Python<'_>, suspended: Box<Suspended>) {
-        let (events, bytes) = suspended.events(py);
-        let pool = self.clone();
-        let resume = OnRoom(Box::new(move || pool.resume(suspended)));
-        if let Err(resume) = events.on_room(bytes, resume) {
-            (resume.0)();
-        }
-    }
-
-    fn resume(&self, suspended: Box<Suspended>) {
-        if let Err(work) = self.push(Work::Resume(suspended), false) {
-            // Only when the worker is past its shutdown grace, every thread gone.
-            tracing::debug!("an exchange resumed after the app threads exited");
-            drop(work);
-        }
     }
 }
 
@@ -440,7 +391,7 @@ struct InFlight {
 fn serve(
     app: &Py<PyAny>,
     shared: &EnvironShared,
-    pool: &Arc<Pool>,
+    pool: &Pool,
     index: usize,
     slot: Option<(Arc<Vec<Slot>>, usize)>,
 ) {
@@ -466,17 +417,12 @@ fn serve(
         };
         while let Some(work) = pool.next(index, wait) {
             if let Some(slot) = slot {
-                let what = match &work {
-                    Work::New(exchange) => {
-                        let head = &exchange.request.head;
-                        format!(
-                            "{} {}",
-                            String::from_utf8_lossy(head.method()),
-                            String::from_utf8_lossy(head.target())
-                        )
-                    }
-                    Work::Resume(suspended) => format!("(the response of) {}", suspended.target()),
-                };
+                let head = &work.request.head;
+                let what = format!(
+                    "{} {}",
+                    String::from_utf8_lossy(head.method()),
+                    String::from_utf8_lossy(head.target())
+                );
                 *lock(&slot.current) = Some(InFlight {
                     started: Instant::now(),
                     what,
@@ -485,18 +431,9 @@ fn serve(
             }
             // A bug on our side must not take an app thread with it: the exchange's channels
             // are dropped with it, so its connection answers 500, and the thread goes on.
-            let run = std::panic::AssertUnwindSafe(|| match work {
-                Work::New(exchange) => exchange::run(py, app, shared, exchange),
-                Work::Resume(suspended) => exchange::resume(py, *suspended),
-            });
-            match std::panic::catch_unwind(run) {
-                Ok(Some(suspended)) => pool.suspend(py, suspended),
-                Ok(None) => {}
-                Err(_) => {
-                    tracing::error!(
-                        "internal error while running an exchange (see the panic above)"
-                    )
-                }
+            let run = std::panic::AssertUnwindSafe(|| exchange::run(py, app, shared, work));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!("internal error while running an exchange (see the panic above)");
             }
             if let Some(slot) = slot {
                 *lock(&slot.current) = None;

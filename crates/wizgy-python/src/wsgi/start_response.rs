@@ -11,10 +11,10 @@ use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyString, PyTuple};
-use wizgy_core::exchange::{AppEvent, Body, EventSender, SendError};
+use wizgy_core::exchange::{AppEvent, Body, EventSender};
 use wizgy_core::http1::response::ResponseHead;
 
-use super::{chunk_to_bytes, send_event, ClientDisconnected};
+use super::{chunk_to_bytes, send_event};
 
 /// The `start_response` callable of one exchange.
 #[pyclass(module = "wizgy._native")]
@@ -119,47 +119,22 @@ fn build_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
 /// room in the channel (which releases the GIL): another thread of the app may call write()
 /// meanwhile, and must find the object free.
 pub fn send(start: &Bound<'_, StartResponse>, body: Body, end: bool) -> PyResult<()> {
-    match event(start, body, end)? {
-        Some((events, event, bytes)) => send_event(start.py(), &events, event, bytes),
-        None => Ok(()),
-    }
-}
-
-/// Like [`send`], but without waiting: an event that finds no room is given back, with its
-/// byte count, for [`EventSender::on_room`].
-pub fn offer(
-    start: &Bound<'_, StartResponse>,
-    body: Body,
-    end: bool,
-) -> PyResult<Option<(AppEvent, usize)>> {
-    let Some((events, event, bytes)) = event(start, body, end)? else {
-        return Ok(None);
+    let (events, head) = {
+        let mut this = start.try_borrow_mut()?;
+        if this.finished {
+            return Ok(());
+        }
+        let head = this.take_head()?;
+        this.finished = end;
+        (this.events.clone(), head)
     };
-    match events.try_send(event, bytes) {
-        Ok(()) => Ok(None),
-        Err(SendError::Full(event)) => Ok(Some((event, bytes))),
-        Err(SendError::Closed) => Err(ClientDisconnected::new_err("client disconnected")),
-    }
-}
-
-/// The event that sends `body` (with the head the first time); `None` once finished.
-fn event(
-    start: &Bound<'_, StartResponse>,
-    body: Body,
-    end: bool,
-) -> PyResult<Option<(EventSender, AppEvent, usize)>> {
-    let mut this = start.try_borrow_mut()?;
-    if this.finished {
-        return Ok(None);
-    }
-    let head = this.take_head()?;
-    this.finished = end;
     let bytes = body.len();
-    Ok(Some((
-        this.events.clone(),
+    send_event(
+        start.py(),
+        &events,
         AppEvent::Send { head, body, end },
         bytes,
-    )))
+    )
 }
 
 /// Sends a file with sendfile; completes the response.
@@ -201,11 +176,6 @@ pub fn fail(start: &Bound<'_, StartResponse>) {
 }
 
 impl StartResponse {
-    /// The exchange's link to its connection.
-    pub fn events(&self) -> &EventSender {
-        &self.events
-    }
-
     /// Whether the response head has been handed to the connection.
     pub fn is_head_sent(&self) -> bool {
         self.head_sent
