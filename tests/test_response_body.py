@@ -168,6 +168,7 @@ def test_a_held_back_stream_cut_by_the_graceful_timeout_still_has_close_called(t
             assert not mark.exists(), "the stream ended without its client"
             code = srv.stop(timeout=10)
         assert code == 0, srv.log()
+        assert "killing" not in srv.log(), "the worker was killed instead of winding down"
     assert mark.exists(), "close() not called for the stream cut at shutdown"
 
 
