@@ -217,6 +217,8 @@ def write_markdown(data, agg, png_name):
         )
     w("")
 
+    write_rounds(w, data, agg, peers, configs)
+
     write_machine(w, data, agg, peers, configs)
 
     write_targets(w, data, agg, peers)
@@ -478,6 +480,52 @@ def _wrk_of(data, wl, wk):
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def write_rounds(w, data, agg, peers, configs):
+    """Per round: wizgy and the best peer (per core, by median) side by side, and how far each
+    server's own rounds lie apart: how much one ratio from this machine can tell."""
+    per_core = {}
+    for r in data["runs"]:
+        if r.get("rps_per_core") is not None and "error" not in r and r.get("requests"):
+            key = (r["workload"], r["workers"], r["server"])
+            per_core.setdefault(key, {})[r["round"]] = r["rps_per_core"]
+    w("## Round by round")
+    w("")
+    w(
+        "req/s per server core of wizgy and of the headline's best peer per core in each round "
+        "(the servers of a round run one after the other), the ratio per round, and each "
+        "server's spread: its fastest round ÷ its slowest. Where the spread is wider than the "
+        "margin a target asks for, one run's median cannot settle that target."
+    )
+    w("")
+    w(
+        "| workload | best peer | wizgy per round | peer per round | wizgy ÷ peer per round | "
+        "wizgy spread | peer spread |"
+    )
+    w("|---|---|---|---|---|---:|---:|")
+
+    def spread(values):
+        return f"{max(values) / min(values):.2f}×" if values and min(values) > 0 else "–"
+
+    for wl, wk in configs:
+        mine = per_core.get((wl, wk, "wizgy"), {})
+        _, peer = best(agg, wl, wk, peers, "rps_per_core")
+        theirs = per_core.get((wl, wk, peer), {}) if peer else {}
+        rounds = sorted(set(mine) & set(theirs))
+        if not rounds:
+            continue
+        name = wl if wk == 1 else f"{wl}, {wk} workers"
+        w(
+            f"| {name} | {label(data, peer)} | "
+            + " / ".join(fmt_int(mine[i]) for i in rounds)
+            + " | "
+            + " / ".join(fmt_int(theirs[i]) for i in rounds)
+            + " | "
+            + " / ".join(f"{mine[i] / theirs[i]:.2f}" for i in rounds)
+            + f" | {spread(list(mine.values()))} | {spread(list(theirs.values()))} |"
+        )
+    w("")
 
 
 def write_machine(w, data, agg, peers, configs):
