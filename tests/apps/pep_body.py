@@ -195,12 +195,17 @@ def produce(environ, start_response):
     return body()
 
 
+def _numbered_chunk(i):
+    """Chunk ``i`` of /numbered and /owned: 64 KiB of the byte ``i % 251``."""
+    return bytes([i % 251]) * 65536
+
+
 def numbered(environ, start_response):
-    """``n`` chunks of 64 KiB, chunk i made of the byte ``i % 251``; close() writes ``mark``."""
+    """``n`` numbered chunks (see ``_numbered_chunk``); close() writes ``mark``."""
     query = _query(environ)
     count = int(query["n"])
     start_response("200 OK", TEXT)
-    return ClosingBody(query["mark"], lambda: (bytes([i % 251]) * 65536 for i in range(count)))
+    return ClosingBody(query["mark"], lambda: (_numbered_chunk(i) for i in range(count)))
 
 
 _local = threading.local()
@@ -208,7 +213,7 @@ _owner = contextvars.ContextVar("stream_owner", default=None)
 
 
 def owned(environ, start_response):
-    """``n`` chunks of 64 KiB (chunk i made of the byte ``i % 251``), each made on the thread,
+    """``n`` numbered chunks (see ``_numbered_chunk``), each made on the thread,
     with the thread-local and context-variable values, that the stream started with; any chunk
     made otherwise appends why to the file ``bad``."""
     query = _query(environ)
@@ -224,7 +229,7 @@ def owned(environ, start_response):
             if seen != (True, owner, owner):
                 with open(bad, "a") as f:
                     f.write(f"chunk {i} of {owner}: same thread, thread-local, context: {seen}\n")
-            yield bytes([i % 251]) * 65536
+            yield _numbered_chunk(i)
 
     return chunks()
 

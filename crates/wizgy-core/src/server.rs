@@ -164,6 +164,19 @@ pub fn tune_malloc() {
     }
 }
 
+/// How long the runtime gets to drop its tasks once the server loop has ended (connections
+/// still in flight after the graceful timeout are cut then).
+const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(100);
+
+/// How long app threads get to finish after the server loop has ended (the graceful timeout
+/// was already spent waiting for their exchanges; an exchange whose connection was just cut
+/// still has its iterable's `close()` called).
+pub const APP_THREAD_GRACE: Duration = Duration::from_secs(1);
+
+/// A worker's whole wind-down after its graceful timeout: the supervisor kills a stopping
+/// worker only once this much more has passed (plus a margin; see the supervisor).
+pub const WIND_DOWN: Duration = RUNTIME_SHUTDOWN.saturating_add(APP_THREAD_GRACE);
+
 /// Serves `listeners` until SIGTERM or SIGINT, then stops gracefully: no new connections,
 /// exchanges in flight finish, idle keep-alive connections close.
 pub fn run(
@@ -256,7 +269,7 @@ pub fn run(
         }
         io::Result::Ok(())
     });
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     result
 }
 

@@ -138,11 +138,12 @@ enum Phase {
     Stopping,
 }
 
-/// How long past `--graceful-timeout` a stopping worker has before it is killed. At the
-/// graceful timeout the worker itself cuts the connections still in flight and gives its app
-/// threads up to a second to end (an app's iterable still gets its `close()`); killing it at
-/// the same moment raced with that (seen: `close()` of a cut stream not called, 2 runs in 6).
-const WIND_DOWN: Duration = Duration::from_millis(1500);
+/// How long past `--graceful-timeout` a stopping worker has before it is killed: its own
+/// wind-down ([`crate::server::WIND_DOWN`]: it cuts the connections still in flight and gives
+/// its app threads time to end, so an app's iterable still gets its `close()`) and a margin
+/// for its exit. Killing it at the timeout itself raced with that (seen: `close()` of a cut
+/// stream not called, 2 runs in 6).
+const WIND_DOWN: Duration = crate::server::WIND_DOWN.saturating_add(Duration::from_millis(400));
 
 const TICK: Duration = Duration::from_millis(200);
 /// A worker that dies before it is ready is respawned no faster than this.

@@ -3,22 +3,17 @@
 //! (unless preloaded), start the app threads, serve until told to stop, exit.
 
 use std::io;
-use std::time::Duration;
 
 use nix::unistd::Pid;
 use pyo3::prelude::*;
 use wizgy_core::config::Config;
 use wizgy_core::listener::Listener;
-use wizgy_core::server::{self, ServerOptions};
+use wizgy_core::server::{self, ServerOptions, APP_THREAD_GRACE};
 use wizgy_core::supervisor::{WorkerHost, WorkerLink, EXIT_APP_LOAD_FAILED};
 
 use crate::app_threads::{AppThreads, Watchdog};
 use crate::entry::{load_app, StartupError};
 use crate::wsgi::environ::EnvironShared;
-
-/// How long app threads get to finish after the server loop has ended (the graceful timeout
-/// was already spent waiting for their exchanges).
-pub const APP_THREAD_GRACE: Duration = Duration::from_secs(1);
 
 /// Where the app of a worker comes from.
 pub enum AppSource {
