@@ -23,10 +23,12 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -54,6 +56,7 @@ RETRY_OTHER = float(os.environ.get("BENCH_RETRY_OTHER", "0.35"))
 QUIET_LIMIT = 0.15  # of one core: more than this used by other programs delays the next run
 START_TIMEOUT = 15
 STOP_TIMEOUT = 5
+NGINX = "/usr/sbin/nginx"
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -90,7 +93,114 @@ WORKLOADS = {
         idle=IDLE,
         desc=f"hello while {IDLE:,} idle keep-alive connections are held open",
     ),
+    "static-small": dict(
+        app="hello:app",
+        workers=[1],
+        path="/s/small.css",
+        static=True,
+        desc="a 1 KiB file from the server's static files (keep-alive); servers without: skipped",
+    ),
+    "static-big": dict(
+        app="hello:app",
+        workers=[1],
+        path="/s/big.bin",
+        static=True,
+        desc="a 10 MiB file from the server's static files",
+    ),
+    "tls-hello": dict(
+        app="hello:app",
+        workers=[1],
+        tls=True,
+        desc="hello over HTTPS (TLS 1.3, ECDSA P-256), keep-alive; servers without TLS: skipped",
+    ),
+    "tls-handshake": dict(
+        app="hello:app",
+        workers=[1],
+        tls=True,
+        close=True,
+        desc="hello over HTTPS with a new connection (full handshake) per request",
+    ),
+    "h2c-hello": dict(
+        app="hello:app",
+        workers=[1],
+        h2="h2c",
+        desc="hello over HTTP/2 cleartext (prior knowledge), h2load -c 64 -m 10",
+    ),
+    "h2-tls-hello": dict(
+        app="hello:app",
+        workers=[1],
+        h2="tls",
+        tls=True,
+        desc="hello over HTTP/2 over TLS (ALPN h2), h2load -c 64 -m 10",
+    ),
 }
+
+# The files of the static workloads, made once per run: DIR is served at /s. World-readable, as
+# nginx's worker runs as another user.
+STATIC_ROOT = os.path.join(TMP, "static-root")
+STATIC_DIR = os.path.join(STATIC_ROOT, "s")
+
+
+def make_static_files():
+    os.makedirs(STATIC_DIR, exist_ok=True)
+    for name, size in (("small.css", 1024), ("big.bin", 10 << 20)):
+        path = os.path.join(STATIC_DIR, name)
+        if not os.path.exists(path) or os.path.getsize(path) != size:
+            with open(path, "wb") as f:
+                f.write(os.urandom(size))
+    for path in (TMP, STATIC_ROOT, STATIC_DIR):
+        os.chmod(path, 0o755)
+    for name in os.listdir(STATIC_DIR):
+        os.chmod(os.path.join(STATIC_DIR, name), 0o644)
+
+
+def _no_static(wl):
+    if WORKLOADS[wl].get("static"):
+        raise Skip("serves no static files")
+    if WORKLOADS[wl].get("h2"):
+        raise Skip("speaks no HTTP/2")
+
+
+def _no_tls(wl):
+    _no_static(wl)
+    if WORKLOADS[wl].get("tls"):
+        raise Skip("not measured over TLS here")
+
+
+# The certificate of the TLS workloads: ECDSA P-256, self-signed, made once per run with
+# Debian's openssl (every client here skips verification).
+CERT = os.path.join(TMP, "tls", "cert.pem")
+KEY = os.path.join(TMP, "tls", "key.pem")
+
+
+def make_certificate():
+    os.makedirs(os.path.dirname(CERT), exist_ok=True)
+    if os.path.exists(CERT) and os.path.exists(KEY):
+        return
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            KEY,
+            "-out",
+            CERT,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
 
 # ---------------------------------------------------------------------------------------------
 # Servers. Each returns (argv, notes) for a workload, worker count and port, or raises Skip.
@@ -117,6 +227,7 @@ def serve_py(name, wl, workers, port, threads):
 
 
 def s_ceiling(wl, workers, port):
+    _no_tls(wl)
     if wl not in ("hello", "close", "idle") or workers != 1:
         raise Skip("not a WSGI server: the Rust-only ceiling answers hello only (1 process)")
     return [os.environ["BENCH_CEILING_BIN"], str(port)], "hyper 1.x, tokio current-thread"
@@ -136,7 +247,105 @@ def s_wizgy(wl, workers, port):
     if wl == "idle":
         argv += ["--keep-alive", "120s"]
         notes = "--keep-alive 120s"
+    if WORKLOADS[wl].get("static"):
+        argv += ["--static", f"/s={STATIC_DIR}"]
+        notes = "--static /s=DIR"
+    if WORKLOADS[wl].get("tls"):
+        argv += ["--certfile", CERT, "--keyfile", KEY]
+        notes = "--certfile --keyfile"
     return argv + [WORKLOADS[wl]["app"]], notes
+
+
+def s_nginx(wl, workers, port):
+    if not WORKLOADS[wl].get("static") or workers != 1:
+        raise Skip("not a WSGI server: nginx serves the static workloads only (1 worker)")
+    conf_dir = os.path.join(TMP, f"nginx-{port}")
+    os.makedirs(conf_dir, exist_ok=True)
+    conf = os.path.join(conf_dir, "nginx.conf")
+    temp = "".join(
+        f"  {kind}_temp_path {conf_dir}/{kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    with open(conf, "w") as f:
+        f.write(
+            f"""worker_processes 1;
+daemon off;
+master_process off;
+error_log {conf_dir}/error.log;
+pid {conf_dir}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  types {{ text/css css; application/octet-stream bin; }}
+{temp}  server {{ listen {HOST}:{port}; root {STATIC_ROOT}; }}
+}}
+"""
+        )
+    return [NGINX, "-c", conf, "-p", conf_dir], "one process, sendfile on, tcp_nopush on"
+
+
+def s_nginx_tls(wl, workers, port):
+    """nginx terminating TLS in front of wizgy (plaintext, on a unix socket): the deployment a
+    TLS-less server needs. Both run under one shell, so the sampled tree holds both."""
+    if not WORKLOADS[wl].get("tls") or WORKLOADS[wl].get("h2") or workers != 1:
+        raise Skip("nginx in front runs the HTTP/1.1 TLS workloads only")
+    conf_dir = os.path.join(TMP, f"nginx-tls-{port}")
+    os.makedirs(conf_dir, exist_ok=True)
+    sock = os.path.join(conf_dir, "wizgy.sock")
+    conf = os.path.join(conf_dir, "nginx.conf")
+    temp = "".join(
+        f"  {kind}_temp_path {conf_dir}/{kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    with open(conf, "w") as f:
+        f.write(
+            f"""worker_processes 1;
+daemon off;
+master_process off;
+error_log {conf_dir}/error.log;
+pid {conf_dir}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+{temp}  upstream wizgy {{ server unix:{sock}; keepalive 64; }}
+  server {{
+    listen {HOST}:{port} ssl;
+    ssl_certificate {CERT};
+    ssl_certificate_key {KEY};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {{
+      proxy_pass http://wizgy;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+        )
+    wizgy = shlex.join(
+        [
+            os.path.join(VENV_BIN, "wizgy"),
+            "--bind",
+            f"unix:{sock}",
+            "--log-level",
+            "warning",
+            WORKLOADS[wl]["app"],
+        ]
+    )
+    script = (
+        f"rm -f {shlex.quote(sock)}; {wizgy} & "
+        f"for i in $(seq 100); do [ -S {shlex.quote(sock)} ] && break; sleep 0.05; done; "
+        f"{shlex.quote(NGINX)} -c {shlex.quote(conf)} -p {shlex.quote(conf_dir)} & wait"
+    )
+    return [
+        "bash",
+        "-c",
+        script,
+    ], "nginx 1 process (TLS, keep-alive upstream) -> wizgy on a unix socket"
 
 
 def _granian(wl, workers, port, blocking):
@@ -162,6 +371,15 @@ def _granian(wl, workers, port, blocking):
     if wl == "idle":
         argv += ["--backlog", "8192"]
         notes.append("--backlog 8192")
+    if WORKLOADS[wl].get("static"):
+        argv += ["--static-path-route", "/s", "--static-path-mount", STATIC_DIR]
+        notes.append("--static-path-route /s --static-path-mount DIR")
+    if WORKLOADS[wl].get("tls"):
+        argv += ["--ssl-certificate", CERT, "--ssl-keyfile", KEY]
+        notes.append("--ssl-certificate --ssl-keyfile")
+    if WORKLOADS[wl].get("h2"):
+        argv += ["--http", "2"]
+        notes.append("--http 2")
     return argv + [WORKLOADS[wl]["app"]], " ".join(notes) or "defaults"
 
 
@@ -174,6 +392,8 @@ def s_granian(wl, workers, port):
 
 
 def s_gunicorn(wl, workers, port):
+    _no_static(wl)
+    tls = ["--certfile", CERT, "--keyfile", KEY] if WORKLOADS[wl].get("tls") else []
     t = _threads(wl, 1)
     argv = [
         os.path.join(VENV_BIN, "gunicorn"),
@@ -192,10 +412,14 @@ def s_gunicorn(wl, workers, port):
     if wl == "idle":
         argv += ["--worker-connections", "10000", "--keep-alive", "120", "--backlog", "8192"]
         notes += " --worker-connections 10000 --keep-alive 120"
+    if tls:
+        argv += tls
+        notes += " --certfile --keyfile"
     return argv + [WORKLOADS[wl]["app"]], notes
 
 
 def s_waitress(wl, workers, port):
+    _no_tls(wl)
     if workers != 1:
         raise Skip("no multi-process mode")
     t = _threads(wl, 4)
@@ -208,18 +432,23 @@ def s_waitress(wl, workers, port):
 
 
 def s_bjoern(wl, workers, port):
+    _no_tls(wl)
     return serve_py("bjoern", wl, workers, port, 1), "fork after listen"
 
 
 def s_fastwsgi(wl, workers, port):
+    _no_tls(wl)
     return serve_py("fastwsgi", wl, workers, port, 1), "fastwsgi.run(workers=N)"
 
 
 def s_meinheld(wl, workers, port):
+    _no_tls(wl)
     return serve_py("meinheld", wl, workers, port, 1), "fork after listen"
 
 
 def s_uwsgi(wl, workers, port):
+    if WORKLOADS[wl].get("tls") or WORKLOADS[wl].get("h2"):
+        raise Skip("not measured over TLS or HTTP/2 here")
     module = WORKLOADS[wl]["app"]
     argv = [
         os.path.join(VENV_BIN, "uwsgi"),
@@ -247,10 +476,14 @@ def s_uwsgi(wl, workers, port):
         notes += f" --threads {t}"
     if wl == "idle":
         argv += ["--listen", "4096"]
+    if WORKLOADS[wl].get("static"):
+        argv += ["--static-map", f"/s={STATIC_DIR}"]
+        notes += " --static-map /s=DIR"
     return argv, notes
 
 
 def s_pyruvate(wl, workers, port):
+    _no_tls(wl)
     if workers != 1:
         raise Skip("no multi-process mode")
     t = _threads(wl, 2)
@@ -259,6 +492,8 @@ def s_pyruvate(wl, workers, port):
 
 SERVERS = {
     "ceiling": dict(fn=s_ceiling, label="Rust ceiling (hyper)", dist=None),
+    "nginx": dict(fn=s_nginx, label="nginx (static files)", dist=None),
+    "nginx-tls": dict(fn=s_nginx_tls, label="nginx TLS in front of wizgy", dist=None),
     "wizgy": dict(fn=s_wizgy, label="wizgy", dist="wizgy"),
     "granian-bt1": dict(fn=s_granian_bt1, label="granian --blocking-threads 1", dist="granian"),
     "granian": dict(fn=s_granian, label="granian (defaults)", dist="granian"),
@@ -369,9 +604,21 @@ def measured_child():
         pass
 
 
-def answers(port, path="/"):
+def answers(port, wl=None, path="/"):
+    w = WORKLOADS.get(wl, {})
     try:
-        with socket.create_connection((HOST, port), timeout=2) as s:
+        with socket.create_connection((HOST, port), timeout=2) as raw:
+            s = raw
+            if w.get("tls"):
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                ctx.set_alpn_protocols(["h2"] if w.get("h2") else ["http/1.1"])
+                s = ctx.wrap_socket(raw, server_hostname="localhost")
+            if w.get("h2"):
+                # the preface and an empty SETTINGS frame: a server answers with its SETTINGS
+                s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+                return s.recv(9)[3:4] == b"\x04"
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
             return s.recv(12).startswith(b"HTTP/1.")
     except OSError:
@@ -397,12 +644,12 @@ class Server:
         self.sampler = TreeSampler(self.pid)
         self.sampler.start()
 
-    def wait_ready(self, port):
+    def wait_ready(self, port, wl=None):
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return f"exited with status {self.proc.returncode} before answering"
-            if answers(port):
+            if answers(port, wl):
                 return None
             time.sleep(0.1)
         return f"did not answer within {START_TIMEOUT} s"
@@ -470,8 +717,81 @@ def wait_quiet():
             return round(waited, 1), round(other, 3)
 
 
+def h2load(port, wl, duration):
+    """h2load -c CONNECTIONS -m 10 for ``duration`` s, as a summary shaped like wrk's."""
+    w = WORKLOADS[wl]
+    scheme = "https" if w.get("tls") else "http"
+    argv = [
+        "taskset",
+        "-c",
+        CLIENT_CPU,
+        "h2load",
+        "-c",
+        str(CONNECTIONS),
+        "-m",
+        "10",
+        "-D",
+        str(duration),
+        f"{scheme}://{HOST}:{port}{w.get('path', '/')}",
+    ]
+    try:
+        out = subprocess.run(
+            argv, capture_output=True, timeout=duration + 15, text=True, preexec_fn=measured_child
+        )
+    except subprocess.TimeoutExpired:
+        return None, "h2load timed out", argv
+    text = out.stdout
+    done = re.search(
+        r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+        r"(\d+) failed, (\d+) errored, (\d+) timeout",
+        text,
+    )
+    took = re.search(r"finished in ([\d.]+)(m?s),", text)
+    traffic = re.search(r"traffic: [\d.]+\w* \((\d+)\) total", text)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    mean = re.search(
+        r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", text
+    )
+    if not (done and took and codes):
+        return (
+            None,
+            f"h2load printed no summary (rc {out.returncode}): {(out.stderr or text)[-300:]}",
+            argv,
+        )
+    unit = {"us": 1, "ms": 1000, "s": 1e6}
+    seconds = float(took.group(1)) / (1000 if took.group(2) == "ms" else 1)
+    lat = {}
+    if mean:
+        lat = dict(
+            min=float(mean.group(1)) * unit[mean.group(2)],
+            max=float(mean.group(3)) * unit[mean.group(4)],
+            mean=float(mean.group(5)) * unit[mean.group(6)],
+        )
+    res = dict(
+        requests=int(done.group(3)),
+        duration_us=seconds * 1e6,
+        bytes=int(traffic.group(1)) if traffic else 0,
+        connect=0,
+        read=int(done.group(5)),
+        write=0,
+        timeout=int(done.group(6)),
+        status=int(codes.group(3)) + int(codes.group(4)) + int(done.group(4)),
+        # h2load reports no percentiles: its mean stands in for each, and is marked so
+        p50=lat.get("mean", 0),
+        p90=lat.get("mean", 0),
+        p99=lat.get("mean", 0),
+        p999=lat.get("mean", 0),
+        max=lat.get("max", 0),
+        mean=lat.get("mean", 0),
+        latency_is_mean=True,
+    )
+    return res, None, argv
+
+
 def wrk(port, wl, server_close, duration, lua_dir):
     w = WORKLOADS[wl]
+    if w.get("h2"):
+        return h2load(port, wl, duration)
     script = os.path.join(lua_dir, f"{wl}.lua")
     argv = [
         "taskset",
@@ -489,7 +809,8 @@ def wrk(port, wl, server_close, duration, lua_dir):
     ]
     if w.get("close") or server_close:
         argv += ["-H", "Connection: close"]
-    argv.append(f"http://{HOST}:{port}/")
+    scheme = "https" if w.get("tls") else "http"
+    argv.append(f"{scheme}://{HOST}:{port}{w.get('path', '/')}")
     try:
         out = subprocess.run(
             argv, capture_output=True, timeout=duration + 10, text=True, preexec_fn=measured_child
@@ -537,7 +858,7 @@ def run_one(server, wl, workers, rnd, lua_dir):
     srv = Server(argv, log_path)
     holder = None
     try:
-        err = srv.wait_ready(port)
+        err = srv.wait_ready(port, wl)
         rec["start_s"] = round(time.monotonic() - t_start, 2)
         if err:
             rec["error"] = err + "; log tail: " + _tail(log_path)
@@ -761,6 +1082,8 @@ def selected(env, universe):
 
 def available(server):
     dist = SERVERS[server]["dist"]
+    if server in ("nginx", "nginx-tls"):
+        return os.path.exists(NGINX), "nginx is not installed (apt-get install nginx-light)"
     if dist is None:
         return os.path.exists(os.environ.get("BENCH_CEILING_BIN", "")), "ceiling not built"
     try:
@@ -794,6 +1117,9 @@ def main():
             servers.remove(s)
     lua_dir = os.path.join(TMP, "lua")
     make_lua(lua_dir)
+    make_static_files()
+    if any(WORKLOADS[wl].get("tls") for wl in workloads):
+        make_certificate()
 
     configs = [(wl, w) for wl in workloads for w in WORKLOADS[wl]["workers"]]
     skipped = {}
@@ -871,7 +1197,7 @@ def main():
         "pycost": costs,
         "runs": runs,
     }
-    path = os.path.join(RESULTS, "results.json")
+    path = os.path.join(RESULTS, os.environ.get("BENCH_RESULTS", "results.json"))
     with open(path + ".tmp", "w") as f:
         json.dump(out, f, indent=1)
     os.replace(path + ".tmp", path)

@@ -12,6 +12,7 @@
 # bench/results/callgrind/ for `callgrind_annotate --inclusive=yes FILE`. Kernel time is not
 # counted (valgrind sees user space only), and threads run one at a time under valgrind, so
 # compare builds with this and confirm with bench/compare.sh. Needs valgrind (Debian package).
+# BENCH_CLIENT=h2 drives HTTP/2 (h2c) instead: h2load -c16 -m10 (Debian's nghttp2-client).
 # Only 127.0.0.1; the server is stopped by PID.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -63,14 +64,25 @@ for _ in $(seq 300); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" && break
     sleep 0.2
 done
-# shellcheck disable=SC2086
-timeout 30 wrk -t1 -c16 -d2s ${WRKARGS:-} "http://127.0.0.1:$port/" >/dev/null
+load() {
+    if [ "${BENCH_CLIENT:-}" = h2 ]; then
+        timeout $(($1 + 30)) h2load -c16 -m10 -D"$1" "http://127.0.0.1:$port/"
+    else
+        # shellcheck disable=SC2086
+        timeout $(($1 + 30)) wrk -t1 -c16 -d"$1s" ${WRKARGS:-} "http://127.0.0.1:$port/"
+    fi
+}
+load 2 >/dev/null
 callgrind_control -i on "$pid" >/dev/null 2>&1
-# shellcheck disable=SC2086
-result=$(timeout $((duration + 30)) wrk -t1 -c16 -d"${duration}s" ${WRKARGS:-} "http://127.0.0.1:$port/")
+result=$(load "$duration")
 callgrind_control -i off "$pid" >/dev/null 2>&1
 callgrind_control -d "$pid" >/dev/null 2>&1
-requests=$(echo "$result" | awk '/requests in/{print $1}')
+if [ "${BENCH_CLIENT:-}" = h2 ]; then
+    label="$label-h2"
+    requests=$(echo "$result" | awk '/^requests:/{print $8}')
+else
+    requests=$(echo "$result" | awk '/requests in/{print $1}')
+fi
 dump=$(ls -t "$profile".*.1 | head -1)
 mv "$dump" "$profile"
 instructions=$(grep '^totals:' "$profile" | tail -1 | cut -d' ' -f2)

@@ -10,7 +10,7 @@
 # Each round starts the server once per build (1 worker, defaults, pinned to core 0), warms up
 # 1 s, then runs wrk (-t1 -c64, pinned to core 1) for BENCH_DURATION seconds (default 3) while
 # `perf stat` counts the worker's CPU time, context switches and system calls. Prints, per
-# build, medians of req/s, server CPU per request, context switches, syscalls and page faults
+# build, medians (and min-max) of req/s, server CPU per request, context switches, syscalls and page faults
 # per request, and wrk's p99 latency.
 # APP is MODULE:CALLABLE in bench/apps. WRKARGS adds wrk options (e.g. -s bench/lua/post.lua).
 # The build under test is copied over the editable install in python/wizgy/, and the build
@@ -91,9 +91,11 @@ for line in open(sys.argv[1]):
     label, *values = line.split()
     rows.setdefault(label, []).append([float(v) for v in values])
 for label, runs in rows.items():
-    med = [statistics.median(col) for col in zip(*runs)]
-    print(f"{label}: {med[0]:.0f} req/s, {med[1]:.2f} us CPU/req, {med[2]:.3f} switches/req, "
-          f"{med[3]:.2f} syscalls/req, p99 {med[4]:.2f} ms, {med[5]:.3f} page faults/req "
-          f"(n={len(runs)})")
+    cols = list(zip(*runs))
+    med = [statistics.median(col) for col in cols]
+    print(f"{label}: {med[0]:.0f} req/s ({min(cols[0]):.0f}-{max(cols[0]):.0f}), "
+          f"{med[1]:.2f} us CPU/req ({min(cols[1]):.2f}-{max(cols[1]):.2f}), "
+          f"{med[2]:.3f} switches/req, {med[3]:.2f} syscalls/req, p99 {med[4]:.2f} ms, "
+          f"{med[5]:.3f} page faults/req (n={len(runs)}; median, min-max)")
 EOF
 rm -f "$out"

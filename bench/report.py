@@ -157,7 +157,7 @@ def label(data, s):
 # ---------------------------------------------------------------------------------------------
 
 
-def write_markdown(data, agg, png_name):
+def write_markdown(data, agg, png_name, md_name="benchmarks.md"):
     cfg, m, v = data["config"], data["machine"], data["versions"]
     peers = peers_of(data)
     L = []
@@ -337,7 +337,7 @@ def write_markdown(data, agg, png_name):
         for s in servers:
             a = agg.get((wl, wk, s))
             reason = data["skipped"].get(f"{s}|{wl}|{wk}")
-            if reason and s != "ceiling":
+            if reason and s not in ("ceiling", "nginx"):
                 notes.append(f"{label(data, s)}: not run — {reason}.")
             if a and a["error_kinds"]:
                 kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(a["error_kinds"].items()))
@@ -467,7 +467,7 @@ def write_markdown(data, agg, png_name):
         for n in data.get("install_notes", []):
             w(f"- {n}")
         w("")
-    with open(os.path.join(DOCS, "benchmarks.md"), "w") as f:
+    with open(os.path.join(DOCS, md_name), "w") as f:
         f.write("\n".join(L))
 
 
@@ -770,9 +770,11 @@ def main():
         data = json.load(f)
     agg = aggregate(data)
     os.makedirs(DOCS, exist_ok=True)
-    write_png(data, agg, os.path.join(DOCS, "benchmarks.png"))
-    write_markdown(data, agg, "benchmarks.png")
-    print("[report] wrote docs/benchmarks.md and docs/benchmarks.png")
+    # results.json -> benchmarks.md; results-NAME.json (BENCH_RESULTS) -> benchmarks-NAME.md
+    stem = os.path.basename(path).removesuffix(".json").replace("results", "benchmarks", 1)
+    write_png(data, agg, os.path.join(DOCS, f"{stem}.png"))
+    write_markdown(data, agg, f"{stem}.png", f"{stem}.md")
+    print(f"[report] wrote docs/{stem}.md and docs/{stem}.png")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 need_apt=()
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 dpkg -s libev-dev >/dev/null 2>&1 || need_apt+=(libev-dev)
+command -v nginx >/dev/null 2>&1 || need_apt+=(nginx-light) # the static workloads
+command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client) # the HTTP/2 workloads
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # the TLS workloads' certificate
 if ((${#need_apt[@]})); then
     say "apt-get install ${need_apt[*]}"
     SUDO=""
@@ -84,7 +87,7 @@ export BENCH_CEILING_BIN="$CARGO_TARGET_DIR/release/wizgy-bench-ceiling"
 export BENCH_INSTALL_SECONDS=$(($(date +%s) - start_ts))
 # The exact command recorded in the report.
 export BENCH_COMMAND="${BENCH_COMMAND:-$(
-    for v in BENCH_DURATION BENCH_ROUNDS BENCH_WORKLOADS BENCH_SERVERS; do
+    for v in BENCH_DURATION BENCH_ROUNDS BENCH_WORKLOADS BENCH_SERVERS BENCH_RESULTS; do
         [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"
     done
     printf 'bench/run.sh'
@@ -103,5 +106,5 @@ if [ "$rc" -gt 128 ] && kill -0 "$driver" 2>/dev/null; then
 fi
 [ "$rc" -eq 0 ] || { say "bench.py failed ($rc)"; exit 1; }
 trap - TERM INT
-"$PY" "$BENCH/report.py"
+"$PY" "$BENCH/report.py" "$BENCH/results/${BENCH_RESULTS:-results.json}"
 say "done in $(($(date +%s) - start_ts)) s: docs/benchmarks.md, docs/benchmarks.png, bench/results/results.json"

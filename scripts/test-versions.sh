@@ -14,7 +14,7 @@ for version in 3.9 3.13; do
     venv=".venv-$version"
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet "maturin>=1.7,<2" "pytest>=8" "pytest-timeout>=2.3"
+    "$venv/bin/python" -m pip install --quiet "maturin>=1.7,<2" "pytest>=8" "pytest-timeout>=2.3" "cryptography>=42" "h2>=4.1" "prometheus-client>=0.20"
     VIRTUAL_ENV="$PWD/$venv" PATH="$PWD/$venv/bin:$PATH" "$venv/bin/maturin" develop --release --quiet
     echo "test-versions: CPython $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')"
     "$venv/bin/python" -m pytest -q tests \

@@ -22,7 +22,7 @@ import pytest
 
 APPS = Path(__file__).parent / "apps"
 WIZGY = [sys.executable, "-m", "wizgy"]
-LISTENING = re.compile(r"listening on (?:http://(?:\[([^\]\s]+)\]|([^:\s]+)):(\d+)|unix:(\S+))")
+LISTENING = re.compile(r"listening on (?:https?://(?:\[([^\]\s]+)\]|([^:\s]+)):(\d+)|unix:(\S+))")
 
 
 class Server:
@@ -52,6 +52,7 @@ class Server:
         self.host = ""
         self.port = 0
         self.unix_path: Optional[str] = None
+        self.scheme = "http"
 
     def _pump(self, stream, sink: list[str]) -> None:
         for raw in iter(stream.readline, b""):
@@ -69,7 +70,7 @@ class Server:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def log(self) -> str:
         """Everything written to stderr (the default error log) so far."""
@@ -110,6 +111,7 @@ class Server:
         else:
             self.host = match.group(1) or match.group(2)
             self.port = int(match.group(3))
+            self.scheme = "https" if "listening on https://" in match.group(0) else "http"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Signal the server by PID and wait for it; SIGKILL if it does not exit in time."""
@@ -166,7 +168,7 @@ def serve() -> Iterator:
         argv = [*WIZGY]
         if bind is not None:
             argv += ["--bind", bind]
-        argv += [*options, app]
+        argv += [*options, app] if app else [*options]  # "": no APP (mounts only)
         server = Server(argv, cwd, env)
         started.append(server)
         if wait:

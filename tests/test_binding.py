@@ -5,14 +5,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import sys
+import time
 
 import pytest
-from conftest import APPS, LISTENING, Server
+from conftest import APPS, LISTENING, Server, run_wizgy
 from helpers import request
-from proc_util import get_json, tracked, wait_workers, workers
+from proc_util import InFlight, get_json, tracked, wait_workers, workers
 
 APP = "proc_apps:app"
 
@@ -52,24 +54,67 @@ def test_unix_socket_serves_and_is_removed_after_sigterm(wserve, tmp_path):
     assert not path.exists(), "the unix socket file was left behind"
 
 
-def test_umask_077_leaves_no_group_or_other_bits_on_the_socket(wserve, tmp_path):
+def test_a_unix_socket_is_mode_666_by_default_whatever_the_umask(wserve, tmp_path):
+    # issue 23: a proxy running as another user (nginx's www-data) must be able to connect,
+    # and --umask keeps narrowing the files wizgy writes, not the socket
     path = tmp_path / "w.sock"
-    server = wserve(APP, "--threads", "2", "--umask", "077", bind=f"unix:{path}")
-    mode = os.stat(path).st_mode
-    print(f"--umask 077: socket mode {oct(stat.S_IMODE(mode))}")
-    assert mode & 0o077 == 0, oct(mode)
+    pid_file = tmp_path / "wizgy.pid"
+    server = wserve(
+        APP, "--threads", "2", "--umask", "077", "--pid", str(pid_file), bind=f"unix:{path}"
+    )
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    print(
+        f"default socket mode {oct(mode)}; pid file {oct(stat.S_IMODE(os.stat(pid_file).st_mode))}"
+    )
+    assert mode == 0o666, oct(mode)
+    assert stat.S_IMODE(os.stat(pid_file).st_mode) & 0o077 == 0
     assert request(str(path), "GET", "/pid").status == 200
     assert server.stop() == 0
 
 
-def test_umask_007_leaves_group_bits_but_no_other_bits(wserve, tmp_path):
-    # a control for the test above: --umask really is what decides the mode
+@pytest.mark.parametrize("mode", ["600", "660", "0640"])
+def test_socket_mode_sets_the_socket_mode(wserve, tmp_path, mode):
     path = tmp_path / "w.sock"
-    wserve(APP, "--threads", "2", "--umask", "007", bind=f"unix:{path}")
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    print(f"--umask 007: socket mode {oct(mode)}")
-    assert mode & 0o007 == 0, oct(mode)
-    assert mode & 0o070 == 0o070, oct(mode)
+    wserve(APP, "--threads", "2", "--socket-mode", mode, bind=f"unix:{path}")
+    assert stat.S_IMODE(os.stat(path).st_mode) == int(mode, 8)
+    assert request(str(path), "GET", "/pid").status == 200
+
+
+def test_socket_group_sets_the_socket_group_by_name_and_by_number(wserve, tmp_path):
+    import grp
+
+    # a group other than ours, so the test sees a change (root may give any group)
+    other = next((g for g in grp.getgrall() if g.gr_gid != os.getgid()), None)
+    if other is None or os.geteuid() != 0:
+        pytest.skip("needs root and a second group")
+    for value in (other.gr_name, str(other.gr_gid)):
+        path = tmp_path / f"w-{value}.sock"
+        server = wserve(
+            APP, "--threads", "2", "--socket-mode", "660", "--socket-group", value,
+            bind=f"unix:{path}",
+        )  # fmt: skip
+        info = os.stat(path)
+        assert info.st_gid == other.gr_gid, (value, info.st_gid)
+        assert stat.S_IMODE(info.st_mode) == 0o660
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--socket-mode", "999"], ["--socket-mode", "octal"]),
+        (["--socket-mode", "4755"], ["--socket-mode", "octal"]),
+        (["--socket-mode", ""], ["--socket-mode"]),
+        (["--socket-group", "wizgy-no-such-group"], ["--socket-group", "no group named"]),
+    ],
+)
+def test_a_bad_socket_mode_or_group_is_one_usage_error_line(args, words):
+    result = run_wizgy(*args, "--bind", "unix:/tmp/wizgy-never.sock", APP, timeout=10)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("wizgy: error:"), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
 
 
 def test_bind_fd_serves_an_inherited_listening_socket(wserve):
@@ -91,6 +136,34 @@ def test_bind_fd_serves_an_inherited_listening_socket(wserve):
     kids = wait_workers(server, 1)
     for _ in range(3):
         assert get_json(("127.0.0.1", port))["pid"] in kids
+    assert server.stop() == 0, server.log()
+
+
+def test_an_inherited_listener_stays_open_through_a_stop(wserve):
+    # issue 16: wizgy closes the listeners it bound at a stop, not those it was given: their
+    # owner (here: wizgy itself, the only holder) keeps queueing for the next instance
+    sock = listener()
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    server = Server(
+        [sys.executable, "-m", "wizgy", "--threads", "2", "--bind", f"fd://{fd}",
+         "--graceful-timeout", "10s", APP],
+        APPS,
+        pass_fds=(fd,),
+    )  # fmt: skip
+    wserve.add(server)
+    try:
+        server.wait_ready()
+    finally:
+        sock.close()
+    wait_workers(server, 1)
+    slow = InFlight(("127.0.0.1", port), "/sleep?2", timeout=10)
+    server.wait_for(r"proc-sleep-start", 5)
+    os.kill(server.proc.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    probe = socket.create_connection(("127.0.0.1", port), timeout=2)  # queued, not refused
+    probe.close()
+    assert slow.wait(10).status == 200
     assert server.stop() == 0, server.log()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import platform
 import re
 import signal
 import socket
@@ -99,13 +101,39 @@ def ipv6_available() -> bool:
 # --- --version, --help and the entry points ----------------------------------------------------
 
 
-def test_version_prints_wizgy_and_the_package_version():
+def kernel_has_openat2() -> bool:
+    """openat2(AT_FDCWD, "/", {O_RDONLY, RESOLVE_BENEATH}) through ctypes: what wizgy probes."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    how = (ctypes.c_uint64 * 3)(os.O_RDONLY | os.O_CLOEXEC, 0, 0x08)  # flags, mode, resolve
+    fd = libc.syscall(437, -100, b"/", ctypes.byref(how), ctypes.sizeof(how))  # x86-64, arm64
+    if fd >= 0:
+        os.close(fd)
+        return True
+    return ctypes.get_errno() not in (errno.ENOSYS, errno.EPERM)
+
+
+def version_lines() -> list[str]:
+    """What `wizgy --version` must print when run by this interpreter."""
+    import wizgy
+
+    info = sys.version_info
+    python = f"Python {info.major}.{info.minor}.{info.micro} ({platform.python_implementation()})"
+    features = ["tls", "http2", "openat2" if kernel_has_openat2() else "no-openat2"]
+    return [f"wizgy {wizgy.__version__}", f"{python} at {sys.executable}",
+            f"features: {', '.join(features)}"]  # fmt: skip
+
+
+def test_version_prints_wizgy_the_python_it_runs_on_and_the_features():
     import wizgy
 
     result = run_wizgy("--version", timeout=10)
     assert result.returncode == 0, result.stderr
     assert isinstance(wizgy.__version__, str) and wizgy.__version__
-    assert result.stdout.strip() == f"wizgy {wizgy.__version__}"
+    print(result.stdout)
+    assert result.stdout.splitlines() == version_lines()
+    assert result.stderr == ""
 
 
 def test_help_lists_the_main_options_and_exits_zero():
@@ -124,7 +152,8 @@ def test_the_wizgy_console_script_next_to_the_interpreter_prints_the_version_and
         [str(script), "--version"], capture_output=True, text=True, timeout=10, cwd=str(APPS)
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"wizgy {wizgy.__version__}"
+    assert result.stdout.splitlines() == version_lines()
+    assert wizgy.__version__ in result.stdout
     server = spawn(
         [str(script), "--bind", "127.0.0.1:0", "--threads", "2", "cli_apps:hello"], cwd=APPS
     )
@@ -139,13 +168,57 @@ def test_python_dash_m_wizgy_prints_the_version_and_serves(serve):
     assert hello_body(server.addr) == b"hello from cli_apps"
 
 
+def test_short_help_shows_the_common_options_and_help_shows_every_one():
+    # issue 23: -h is short, --help complete, and neither sends a pip user to a file they lack
+    short = run_wizgy("-h", timeout=10)
+    full = run_wizgy("--help", timeout=10)
+    assert short.returncode == 0 and full.returncode == 0, short.stderr + full.stderr
+    for option in ("--bind", "--workers", "--threads", "--static", "--access-log"):
+        assert option in short.stdout, option
+    for option in ("--limit-request-line", "--graceful-timeout", "--defer-accept"):
+        assert option not in short.stdout, option
+        assert option in full.stdout, option
+    assert len(short.stdout.splitlines()) < len(full.stdout.splitlines()) / 2
+    assert "wizgy --help" in short.stdout
+    assert "docs/" not in short.stdout + full.stdout
+
+
+OTHER_SERVERS_SPELLINGS = {
+    "--access-logformat": "--access-log",
+    "--static-map": "--static PREFIX=DIR",
+    "-c": "config file",
+    "--worker-class": "one kind of worker",
+    "--daemon": "foreground",
+    "--statsd-host": "statsd",
+    "--processes": "--workers",
+    "--harakiri": "--request-timeout",
+    "--chmod-socket": "--socket-mode",
+}
+
+
+@pytest.mark.parametrize("arg, hint", list(OTHER_SERVERS_SPELLINGS.items()))
+def test_a_gunicorn_or_uwsgi_option_is_one_line_saying_what_wizgy_has(arg, hint):
+    result = run_wizgy(arg, "x", "echo:app", timeout=10)
+    lines = error_lines(result)
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"wizgy: error: unexpected argument '{arg}'"), lines[0]
+    assert hint in lines[0], lines[0]
+
+
+def test_a_near_miss_is_one_line_with_the_nearest_option():
+    result = run_wizgy("--thread", "4", "echo:app", timeout=10)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        "wizgy: error: unexpected argument '--thread'; did you mean '--threads'?"
+    ]
+
+
 # --- bad APP specs -----------------------------------------------------------------------------
 
 BAD_APPS = {
     "missing-module": ("nope:app", "nope"),
     "missing-attribute": ("echo:missing", "missing"),
-    "module-raises-on-import": ("cli_broken:app", "cli_broken"),
-    "bare-module-raises-on-import": ("cli_broken", "cli_broken"),
     "expression-not-a-name": ("echo:1+", "echo"),
     "unclosed-call": ("echo:app(", "echo"),
     "non-literal-factory-argument": ("echo:app(x)", "echo"),
@@ -158,14 +231,27 @@ def test_a_bad_app_spec_is_one_error_line_naming_it_without_a_traceback(spec, na
     assert_one_line_error(result, name)
 
 
-def test_a_bad_app_shows_the_traceback_with_log_level_debug():
-    result = run_wizgy(
-        "--bind", "127.0.0.1:0", "--threads", "2", "--log-level", "debug", "cli_broken:app"
-    )
-    assert result.returncode == 1, result.stderr
-    assert "wizgy: error:" in result.stderr
-    assert "Traceback (most recent call last)" in result.stderr
-    assert "cli_broken exploded on import" in result.stderr
+APP_RAISES = {
+    "module-raises-on-import": ("cli_broken:app", "cli_broken exploded on import"),
+    "bare-module-raises-on-import": ("cli_broken", "cli_broken exploded on import"),
+    "a-dependency-is-missing": ("cli_missing_dep:app", "wizgy_no_such_dependency"),
+    "factory-raises": ("cli_factory:boom()", "cli_factory"),
+}
+
+
+@pytest.mark.parametrize("spec, marker", list(APP_RAISES.values()), ids=list(APP_RAISES))
+def test_an_app_that_raises_while_loading_is_one_error_line_then_its_traceback(spec, marker):
+    # issue 23: shown by default, not only under --log-level debug
+    result = run_wizgy("--bind", "127.0.0.1:0", "--threads", "2", spec, timeout=20)
+    lines = error_lines(result)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert lines[0].startswith("wizgy: error:"), result.stderr
+    assert spec.split(":")[0] in lines[0], lines[0]
+    assert lines[1] == "Traceback (most recent call last):", result.stderr
+    assert marker in result.stderr
+    # the app's frames, not the loader's
+    assert "_app.py" not in result.stderr, result.stderr
+    assert sum(line.startswith("wizgy: error:") for line in lines) == 1, result.stderr
 
 
 # --- bad option values -------------------------------------------------------------------------

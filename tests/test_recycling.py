@@ -54,7 +54,71 @@ def test_max_requests_recycles_the_worker_without_failing_a_request(wserve):
     # the first worker was retired: it answered at most its quota plus what arrived while its
     # replacement was booting, and it is gone now
     wait_until(lambda: not alive(first), 5, what=f"worker {first} to exit")
+    # one worker, plus at most the successor started ahead for a worker near its limit
+    assert 1 <= len(workers(server)) <= 2, workers(server)
+
+
+def test_max_requests_is_a_limit_while_another_worker_can_take_new_connections(wserve):
+    # issue 16: a worker at its limit stops accepting at once when another worker can accept;
+    # it serves only what it already held (here nothing more: one request per connection)
+    server = wserve(APP, "--workers", "2", "--threads", "2", "--max-requests", "50")
+    wait_workers(server, 2)
+    pids, failures = sequential_pids(server, 300)
+    counts = Counter(pids)
+    print(f"2 workers, max-requests 50: requests per pid {sorted(counts.values())}")
+    assert failures == [], failures
+    assert len(pids) == 300
+    assert max(counts.values()) <= 55, dict(counts)
+    assert len(counts) >= 6, dict(counts)
+
+
+def test_max_requests_with_one_worker_hands_over_to_a_successor_started_ahead(wserve):
+    # the last worker able to accept keeps accepting until its successor is ready; the
+    # successor is started before the limit (from the worker's request rate and its own boot
+    # time), so the hand-over is prompt. Paced so that a successor boots in less time than the
+    # 50 requests take (unpaced they take ~20 ms here, about one boot).
+    server = wserve(APP, "--workers", "1", "--threads", "2", "--max-requests", "50")
     wait_workers(server, 1)
+    pids, failures = sequential_pids(server, 200, pause=0.005)
+    counts = Counter(pids)
+    print(f"1 worker, max-requests 50: requests per pid {sorted(counts.values())}")
+    assert failures == [], failures
+    assert len(counts) >= 4, dict(counts)
+    assert max(counts.values()) <= 55, dict(counts)
+
+
+def started_at(pid: int) -> float:
+    """A process's start, on the time.monotonic() clock (CLOCK_MONOTONIC is /proc's clock)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    ticks = int(fields[19])  # field 22, starttime, counted after the ")" of field 2
+    boot_to_now = float(open("/proc/uptime").read().split()[0])
+    return time.monotonic() - boot_to_now + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_max_worker_lifetime_stops_accepting_promptly_with_another_worker_up(wserve):
+    lifetime = 2.0
+    server = wserve(
+        APP, "--workers", "2", "--threads", "2", "--max-worker-lifetime", f"{lifetime}s"
+    )
+    wait_workers(server, 2)
+    born: dict[int, float] = {}
+    last: dict[int, float] = {}
+    failures: list[str] = []
+    deadline = time.monotonic() + 7.0
+    while time.monotonic() < deadline:
+        pids, fails = sequential_pids(server, 1)
+        failures += fails
+        for pid in pids:
+            if pid not in born:
+                born[pid] = started_at(pid)
+            last[pid] = time.monotonic()
+        time.sleep(0.005)
+    late = {pid: round(last[pid] - born[pid] - lifetime, 2) for pid in born}
+    print(f"max-worker-lifetime {lifetime}s: served past the lifetime by (s) {late}")
+    assert failures == [], failures
+    assert len(born) >= 4, late
+    # the check runs every 200 ms; then the worker stops accepting at once
+    assert max(late.values()) < 0.5, late
 
 
 def test_max_requests_recycling_under_concurrent_load_fails_no_request(wserve):
@@ -85,7 +149,12 @@ def test_max_requests_jitter_is_accepted_and_recycling_still_happens(wserve):
     assert failures == [], failures
     assert len(counts) >= 2, dict(counts)
     assert counts[first] >= 10, f"recycled before its 10 requests: {dict(counts)}"
+    assert max(counts.values()) <= 15, f"past the jittered limit: {dict(counts)}"
     server.wait_for(rf"worker {first} recycled: [^\n]*max-requests", 3)
+    # one serving worker and at most one spare: a worker's successor waits as a spare instead
+    # of taking the traffic, so it cannot ask for a successor of its own before it serves
+    # (seen before spares: 6 processes, the older ones idle below their limits)
+    assert 1 <= len(workers(server)) <= 2, workers(server)
 
 
 def test_max_worker_memory_recycles_a_growing_worker(wserve):

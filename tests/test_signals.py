@@ -110,6 +110,65 @@ def test_sigquit_stops_at_once_even_with_a_request_in_flight(wserve):
     wait_until(lambda: not any(alive(p) for p in kids), 2, what="workers gone")
 
 
+def refused(addr) -> bool:
+    try:
+        connect(addr, timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_refuses_new_connections_at_once_while_in_flight_requests_finish(wserve, sig):
+    # issue 16: a new connection is refused (a load balancer retries elsewhere at once), not
+    # queued in a backlog nobody accepts from until the drain ends
+    server = wserve(APP, "--workers", "2", "--threads", "2", "--graceful-timeout", "15s")
+    wait_workers(server, 2)
+    slow = InFlight(server.addr, "/sleep?3", timeout=15)
+    server.wait_for(r"proc-sleep-start", 5)
+    assert not refused(server.addr)
+    signalled = time.monotonic()
+    os.kill(server.proc.pid, sig)
+    wait_until(lambda: refused(server.addr), 2, interval=0.02, what="connections refused")
+    took = time.monotonic() - signalled
+    print(f"{sig.name}: new connections refused {took * 1000:.0f} ms after the signal")
+    assert took < 0.5, f"refused only after {took:.2f}s"
+    assert server.proc.poll() is None, "the drain should still be running"
+    resp = slow.wait(10)
+    assert not isinstance(resp, Exception), f"{resp!r}; log:\n{server.log()}"
+    assert resp.status == 200 and resp.json()["slept"] == 3, resp
+    assert wait_exit(server, 10) == 0, server.log()
+
+
+def test_a_connection_queued_in_the_backlog_at_a_stop_is_answered_not_left_hanging(wserve):
+    # one connection permit, held by a slow request: the next connection waits in the backlog
+    server = wserve(
+        APP, "--workers", "1", "--threads", "2", "--max-connections", "1",
+        "--graceful-timeout", "15s",
+    )  # fmt: skip
+    wait_workers(server, 1)
+    slow = InFlight(server.addr, "/sleep?3", timeout=15)
+    server.wait_for(r"proc-sleep-start", 5)
+    queued = connect(server.addr, timeout=5)
+    queued.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.2)
+    signalled = time.monotonic()
+    os.kill(server.proc.pid, signal.SIGTERM)
+    try:
+        answer = queued.recv(4096)  # a response, or the end of the connection
+    except ConnectionResetError:
+        answer = b"(reset)"
+    except TimeoutError:
+        answer = None
+    took = time.monotonic() - signalled
+    queued.close()
+    print(f"queued connection at SIGTERM: {answer[:20] if answer else answer!r} after {took:.2f}s")
+    assert answer is not None, "the queued connection was left hanging"
+    assert took < 1.0, f"answered only after {took:.2f}s"
+    assert slow.wait(10).status == 200
+    assert wait_exit(server, 10) == 0, server.log()
+
+
 def test_shutdown_delay_keeps_serving_new_requests_after_sigterm(wserve):
     server = wserve(APP, "--workers", "1", "--threads", "2", "--shutdown-delay", "2s")
     wait_workers(server, 1)

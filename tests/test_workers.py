@@ -148,11 +148,11 @@ def test_a_segfaulting_worker_is_logged_and_replaced(wserve):
 
 
 @pytest.mark.parametrize(
-    "spec, name",
-    [("nope:app", "nope"), ("proc_broken:app", "proc_broken")],
+    "spec, name, raises",
+    [("nope:app", "nope", False), ("proc_broken:app", "proc_broken", True)],
     ids=["missing-module", "module-raises-on-import"],
 )
-def test_a_boot_failure_with_two_workers_exits_1_promptly_with_one_error_line(spec, name):
+def test_a_boot_failure_with_two_workers_exits_1_promptly_with_one_error_line(spec, name, raises):
     started = time.monotonic()
     result = run_wizgy(
         "--bind", "127.0.0.1:0", "--workers", "2", "--threads", "2", spec, timeout=20
@@ -160,13 +160,19 @@ def test_a_boot_failure_with_two_workers_exits_1_promptly_with_one_error_line(sp
     elapsed = time.monotonic() - started
     assert result.returncode == 1, (result.returncode, result.stderr)
     assert elapsed < 5.0, f"took {elapsed:.1f}s; stderr:\n{result.stderr}"
-    errors = [line for line in result.stderr.splitlines() if "wizgy: error:" in line]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "wizgy: error:" in line]
     assert len(errors) == 1, result.stderr
-    # and nothing else: no per-worker repeats, no respawn noise
-    assert [line for line in result.stderr.splitlines() if line.strip()] == errors, result.stderr
-    assert errors[0].startswith("wizgy: error:"), errors[0]
+    assert lines[0] == errors[0], result.stderr
     assert name in errors[0], errors[0]
-    assert "Traceback" not in result.stderr + result.stdout
+    # and nothing else: no per-worker repeats, no respawn noise; an app that raised has its
+    # traceback, once, right after the line (issue 23)
+    if raises:
+        assert lines[1] == "Traceback (most recent call last):", result.stderr
+        assert result.stderr.count("Traceback") == 1, result.stderr
+        assert not any("INFO" in line or "WARN" in line for line in lines), result.stderr
+    else:
+        assert lines == errors, result.stderr
 
 
 def test_sigttin_adds_a_worker_and_sigttou_removes_one_but_never_the_last(wserve):

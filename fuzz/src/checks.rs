@@ -402,6 +402,8 @@ fn version_text(version: Version) -> &'static [u8] {
     match version {
         Version::Http10 => b"HTTP/1.0",
         Version::Http11 => b"HTTP/1.1",
+        // Never parsed from bytes: only HTTP/2 streams carry it.
+        Version::Http2 => b"HTTP/2",
     }
 }
 
@@ -1012,4 +1014,211 @@ fn check_v2_header(header_bytes: &[u8], header: ProxyHeader, input: &[u8]) {
         _ => panic!("v2 command/family accepted: {}", ctx()),
     };
     assert_eq!(header, expected, "v2 addresses: {}", ctx());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Static files: the path resolver
+
+use std::collections::HashSet;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use wizgy_core::files::range::{self as byte_range, Ranges};
+use wizgy_core::files::resolve::{self, Opener};
+
+/// A mount directory with symlinks in and out of it and a secret beside it, made once per
+/// process, and the (device, inode) of everything beneath it: the only files an open may
+/// return.
+struct Tree {
+    root: std::fs::File,
+    inside: HashSet<(u64, u64)>,
+    openers: Vec<Opener>,
+}
+
+fn tree() -> &'static Tree {
+    static TREE: OnceLock<Tree> = OnceLock::new();
+    TREE.get_or_init(|| {
+        // One directory for every run, made idempotently (fuzzer jobs may share it): a run
+        // leaves nothing new behind.
+        let base = std::env::temp_dir().join("wizgy-fuzz-tree");
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub/deeper")).expect("mkdir");
+        std::fs::create_dir_all(root.join(".well-known")).expect("mkdir");
+        std::fs::write(base.join("secret"), "secret").expect("write");
+        std::fs::write(root.join("a"), "a").expect("write");
+        std::fs::write(root.join("index.html"), "i").expect("write");
+        std::fs::write(root.join("sub/b"), "b").expect("write");
+        std::fs::write(root.join(".hidden"), "h").expect("write");
+        let links: [(&str, PathBuf); 9] = [
+            ("in", "a".into()),
+            ("out", "../secret".into()),
+            ("abs", base.join("secret")),
+            ("root", "/".into()),
+            ("sub/up", "..".into()),
+            ("sub/upup", "../..".into()),
+            ("sub/deeper/tricky", "../../sub/../..".into()),
+            ("loop", "loop".into()),
+            ("magic", "/proc/self/cwd".into()),
+        ];
+        for (name, target) in links {
+            match std::os::unix::fs::symlink(target, root.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => panic!("symlink: {e}"),
+                _ => {}
+            }
+        }
+        let mut inside = HashSet::new();
+        collect_inside(&root, &mut inside);
+        let dir = std::fs::File::open(&root).expect("open root");
+        let mut openers = vec![Opener::Walk];
+        if Opener::probe(dir.as_fd()) == Opener::Openat2 {
+            openers.push(Opener::Openat2);
+        }
+        Tree {
+            root: dir,
+            inside,
+            openers,
+        }
+    })
+}
+
+/// Every file and directory under `dir` (symlinks not followed).
+fn collect_inside(dir: &Path, inside: &mut HashSet<(u64, u64)>) {
+    let meta = std::fs::symlink_metadata(dir).expect("stat");
+    inside.insert((meta.dev(), meta.ino()));
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
+        if meta.is_dir() {
+            collect_inside(&path, inside);
+        } else if meta.is_file() {
+            inside.insert((meta.dev(), meta.ino()));
+        }
+    }
+}
+
+/// The resolver's invariant: whatever the URL path, (1) what `relative_path` lets through is a
+/// plain relative path (no `.`/`..`/empty/hidden segment, no `\`, NUL or control byte), and
+/// (2) nothing `open_beneath` opens, for that path or for the raw bytes taken as a path, is
+/// outside the mount's directory. Never a panic.
+pub fn check_static_path(input: &[u8]) {
+    let tree = tree();
+    let mut candidates: Vec<String> = Vec::new();
+    if let Some(relative) = resolve::relative_path(input) {
+        let path = &relative.path;
+        assert!(
+            !path.starts_with('/') && !path.ends_with('/'),
+            "{path:?} from {input:?}"
+        );
+        for (index, segment) in path.split('/').enumerate() {
+            if path.is_empty() {
+                break;
+            }
+            assert!(
+                !segment.is_empty() && segment != "." && segment != "..",
+                "segment {segment:?} of {path:?} from {input:?}"
+            );
+            assert!(
+                !segment.starts_with('.') || (index == 0 && segment == ".well-known"),
+                "hidden segment {segment:?} from {input:?}"
+            );
+            assert!(
+                !segment.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7f),
+                "{segment:?} from {input:?}"
+            );
+        }
+        candidates.push(relative.path);
+    }
+    // The raw bytes as a path: the kernel-side layer must hold on its own.
+    if let Ok(text) = std::str::from_utf8(input) {
+        if !text.contains('\0') && text.len() <= 4096 {
+            candidates.push(text.to_owned());
+        }
+    }
+    for path in &candidates {
+        for &opener in &tree.openers {
+            if let Ok(file) = resolve::open_beneath(tree.root.as_fd(), path, opener) {
+                let meta = file.metadata().expect("fstat of an open file");
+                assert!(
+                    tree.inside.contains(&(meta.dev(), meta.ino())),
+                    "{path:?} ({opener:?}) opened something outside the mount, from {input:?}"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Static files: the Range parser
+
+/// Input: `SIZE\nVALUE` (or just VALUE, with its own length as the size). Invariant: a single
+/// range lies within the file, is what an independent reading of the value gives, and no
+/// decision sends more than the file's bytes. Never a panic.
+pub fn check_range(input: &[u8]) {
+    let (size, value) = match input.iter().position(|&b| b == b'\n') {
+        Some(nl) => match std::str::from_utf8(&input[..nl])
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            Some(size) => (size, &input[nl + 1..]),
+            None => (input.len() as u64, input),
+        },
+        None => (input.len() as u64, input),
+    };
+    match byte_range::parse(value, size) {
+        Ranges::Single { start, end } => {
+            assert!(
+                start <= end && end < size,
+                "{start}-{end} of {size} from {input:?}"
+            );
+            // Independent reading: exactly one satisfiable spec, all specs well-formed.
+            let text = std::str::from_utf8(value).expect("a range parsed from ASCII");
+            let (unit, set) = text.split_once('=').expect("a parsed range has '='");
+            assert!(unit.eq_ignore_ascii_case("bytes"), "{input:?}");
+            let specs: Vec<&str> = set
+                .split(',')
+                .map(|s| s.trim_matches([' ', '\t']))
+                .filter(|s| !s.is_empty())
+                .collect();
+            let hits: Vec<(u64, u64)> = specs
+                .iter()
+                .filter_map(|s| reference_spec(s, size))
+                .collect();
+            assert_eq!(hits, vec![(start, end)], "{input:?}");
+        }
+        Ranges::Unsatisfiable | Ranges::Whole => {}
+    }
+}
+
+/// A spec's bytes within `size`, by a plain reading of RFC 9110 §14.1.2 (u128: no overflow).
+fn reference_spec(spec: &str, size: u64) -> Option<(u64, u64)> {
+    let (first, last) = spec.split_once('-')?;
+    let number = |s: &str| -> Option<u128> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| {
+            s.bytes().fold(0u128, |n, d| {
+                (n * 10 + u128::from(d - b'0')).min(u128::from(u64::MAX) + 1)
+            })
+        })
+    };
+    let size = u128::from(size);
+    let (start, end) = if first.is_empty() {
+        let length = number(last)?;
+        if length == 0 || size == 0 {
+            return None;
+        }
+        (size.saturating_sub(length), size - 1)
+    } else {
+        let start = number(first)?;
+        let end = if last.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            number(last)?.min(size.saturating_sub(1))
+        };
+        if start >= size {
+            return None;
+        }
+        (start, end)
+    };
+    Some((u64::try_from(start).ok()?, u64::try_from(end).ok()?))
 }

@@ -5,4 +5,4 @@
 
 mod checks;
 
-pub use checks::{check_chunked, check_head, check_proxy};
+pub use checks::{check_chunked, check_head, check_proxy, check_range, check_static_path};

@@ -37,6 +37,18 @@ def _parse_expression(spec: str, expr: str) -> tuple[str, list[Any], dict[str, A
     raise AppLoadError(f"invalid APP {spec!r}: {expr!r} is not a name or a call")
 
 
+def _from_the_app(exc: BaseException) -> BaseException:
+    """``exc`` with its traceback starting at the app's own frames: the loader's frame and
+    importlib's are left out of what the user reads."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename != __file__ and "importlib" not in filename:
+            break
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
+
+
 def load(spec: str) -> Callable[..., Any]:
     """Import the module named by ``spec`` and return its WSGI callable."""
     module_name, _, expr = spec.partition(":")
@@ -47,13 +59,18 @@ def load(spec: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            # the spec names a module that is not there: the one line says all
             raise AppLoadError(
                 f"cannot import {module_name!r}: no module named {exc.name!r}"
-            ) from exc
-        raise AppLoadError(f"error importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    except BaseException as exc:  # the app's own import-time error, shown as one line
-        raise AppLoadError(f"error importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
+            ) from None
+        raise AppLoadError(
+            f"error importing {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from _from_the_app(exc)
+    except BaseException as exc:  # the app's own import-time error: a line, then its traceback
+        raise AppLoadError(
+            f"error importing {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from _from_the_app(exc)
     try:
         obj = getattr(module, name)
     except AttributeError:
@@ -64,7 +81,37 @@ def load(spec: str) -> Callable[..., Any]:
         except Exception as exc:
             raise AppLoadError(
                 f"error calling factory {module_name}:{name}: {type(exc).__name__}: {exc}"
-            ) from exc
+            ) from _from_the_app(exc)
     if not callable(obj):
         raise AppLoadError(f"{module_name}:{name} is not callable (got {type(obj).__name__})")
     return obj
+
+
+def load_script(path: str, index: int) -> Callable[..., Any] | None:
+    """Import the script at ``path`` (``--scripts``) and return its ``application``, or None
+    when it defines none (a helper module beside the scripts)."""
+    import importlib.util
+    import os
+    import re
+    import sys
+
+    stem = os.path.basename(path)[: -len(".py")]
+    module_name = f"_wizgy_script_{index}_{re.sub(r'[^0-9A-Za-z_]', '_', stem)}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise AppLoadError(f"cannot import script {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # the script's own error: a line, then its traceback
+        sys.modules.pop(module_name, None)
+        raise AppLoadError(
+            f"error importing script {path}: {type(exc).__name__}: {exc}"
+        ) from _from_the_app(exc)
+    app = getattr(module, "application", None)
+    if app is None:
+        return None
+    if not callable(app):
+        raise AppLoadError(f"script {path}: application is not callable (got {type(app).__name__})")
+    return app

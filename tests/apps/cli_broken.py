@@ -1,3 +1,3 @@
-"""A module that fails on import: loading ``cli_broken:app`` must be a one-line error."""
+"""A module that fails on import: one error line, then the app's traceback."""
 
 raise RuntimeError("cli_broken exploded on import")

@@ -14,3 +14,7 @@ def create(*args, **kwargs):
         return [payload]
 
     return app
+
+
+def boom():
+    raise ValueError("cli_factory boom: the factory failed")

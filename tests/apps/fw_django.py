@@ -42,6 +42,14 @@ def json_view(request):
     return JsonResponse({"framework": "django", "ok": True})
 
 
+@require_GET
+def secure(request):
+    # what a site behind a proxy relies on: is_secure() from wsgi.url_scheme, the client address
+    return JsonResponse(
+        {"is_secure": request.is_secure(), "remote_addr": request.META["REMOTE_ADDR"]}
+    )
+
+
 @csrf_exempt
 @require_POST
 def form(request):
@@ -90,6 +98,7 @@ def segment(request, segment):
 
 urlpatterns = [
     path("json", json_view),
+    path("secure", secure),
     path("form", form),
     path("upload", upload),
     path("stream", stream),

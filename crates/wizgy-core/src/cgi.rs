@@ -91,9 +91,54 @@ pub fn split_root<'a>(root: &str, path: &'a [u8]) -> &'a [u8] {
     }
 }
 
+/// Which of `prefixes` (each without a trailing `/`, none empty) `path` falls under: the
+/// longest that equals it or is followed in it by `/` (segment boundaries: `/api` matches
+/// `/api` and `/api/x`, never `/apix`).
+pub fn longest_mount<P: AsRef<[u8]>>(prefixes: &[P], path: &[u8]) -> Option<usize> {
+    prefixes
+        .iter()
+        .enumerate()
+        .filter(|(_, prefix)| {
+            let prefix = prefix.as_ref();
+            !prefix.is_empty()
+                && path.starts_with(prefix)
+                && matches!(path.get(prefix.len()), None | Some(b'/'))
+        })
+        .max_by_key(|(_, prefix)| prefix.as_ref().len())
+        .map(|(index, _)| index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_mount_wins_on_segment_boundaries() {
+        let prefixes = ["/api", "/api/v2", "/admin", "/cgi/ctime.py"];
+        let table: &[(&[u8], Option<usize>)] = &[
+            (b"/api", Some(0)),
+            (b"/api/", Some(0)),
+            (b"/api/x", Some(0)),
+            (b"/apix", None),
+            (b"/api/v2", Some(1)),
+            (b"/api/v2/users", Some(1)),
+            (b"/api/v21", Some(0)),
+            (b"/admin/login", Some(2)),
+            (b"/cgi/ctime.py", Some(3)),
+            (b"/cgi/ctime.py/more", Some(3)),
+            (b"/cgi/ctime.pyc", None),
+            (b"/", None),
+            (b"", None),
+        ];
+        for &(path, expected) in table {
+            assert_eq!(
+                longest_mount(&prefixes, path),
+                expected,
+                "{}",
+                String::from_utf8_lossy(path)
+            );
+        }
+    }
 
     #[test]
     fn percent_decoding_matches_unquote() {

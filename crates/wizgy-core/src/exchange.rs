@@ -48,6 +48,8 @@ pub struct Request {
     /// `wsgi.url_scheme`: the listener's, or what a trusted proxy reported.
     pub scheme: &'static str,
     pub server: Arc<ServerInfo>,
+    /// The connection's TLS (`HTTPS`, `SSL_*` in the environ); `None` over plaintext.
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 /// A request handed to the app side, with the channels of its exchange.
@@ -252,6 +254,11 @@ impl EventSender {
         self.send(event, bytes, false)
     }
 
+    /// Whether the connection side has closed the link (its exchange is cancelled).
+    pub fn is_closed(&self) -> bool {
+        self.0.lock().closed
+    }
+
     /// Queues `event`, waiting (blocking the thread) for room. Fails if the connection is gone.
     pub fn send_blocking(&self, event: AppEvent, bytes: usize) -> Result<(), SendError> {
         self.send(event, bytes, true)
@@ -353,6 +360,24 @@ impl EventReceiver {
         Some(EventSender(self.0.clone()))
     }
 
+    /// Closes the link as dropping the receiver does (the app side's sends fail from now
+    /// on, a waiting app thread goes on, what is queued is dropped), but keeps the receiver,
+    /// whose [`EventReceiver::recv`] then tells when the app side has let go: an HTTP/2
+    /// stream the client reset still counts against its connection until then.
+    pub fn close(&mut self) {
+        let events = {
+            let mut state = self.0.lock();
+            state.closed = true;
+            // Only with a waiter: std's notify is a futex syscall even when nobody waits.
+            if std::mem::take(&mut state.waiting) {
+                self.0.room.notify_all();
+            }
+            std::mem::take(&mut state.events)
+        };
+        // Dropped outside the lock: they may hold the app's buffers.
+        drop(events);
+    }
+
     /// The next event if one is queued.
     pub fn try_recv(&mut self) -> Option<AppEvent> {
         let mut state = self.0.lock();
@@ -374,17 +399,7 @@ impl EventReceiver {
 
 impl Drop for EventReceiver {
     fn drop(&mut self) {
-        let events = {
-            let mut state = self.0.lock();
-            state.closed = true;
-            // Only with a waiter: std's notify is a futex syscall even when nobody waits.
-            if std::mem::take(&mut state.waiting) {
-                self.0.room.notify_all();
-            }
-            std::mem::take(&mut state.events)
-        };
-        // Dropped outside the lock: they may hold the app's buffers.
-        drop(events);
+        self.close();
     }
 }
 

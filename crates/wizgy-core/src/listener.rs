@@ -66,7 +66,10 @@ impl fmt::Display for BindAddress {
 /// A bound, listening socket (blocking std type; the worker converts it for tokio).
 #[derive(Debug)]
 pub enum Listener {
+    /// A TCP socket wizgy bound.
     Tcp(StdTcpListener),
+    /// A TCP socket inherited (fd://, systemd): its owner keeps it open across a stop.
+    InheritedTcp(StdTcpListener),
     /// A unix socket wizgy created: its file is removed at exit.
     Unix(StdUnixListener, PathBuf),
     /// A unix socket inherited (fd://, systemd): its file belongs to whoever created it.
@@ -82,12 +85,45 @@ pub enum BindError {
     Io { addr: String, source: io::Error },
     #[error("cannot resolve {addr}")]
     Resolve { addr: String },
+    #[error("cannot give {addr} {what}: {source}")]
+    Permissions {
+        addr: String,
+        what: String,
+        source: io::Error,
+    },
+}
+
+/// Who may connect to the unix sockets wizgy binds (`--socket-mode`, `--socket-group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixPermissions {
+    /// The socket file's mode; connecting needs write permission on it.
+    pub mode: u32,
+    /// The socket file's group, if it is to change.
+    pub group: Option<u32>,
+}
+
+impl Default for UnixPermissions {
+    /// 0o666: a same-host proxy running as another user (nginx's `www-data`) can connect, as it
+    /// could to 127.0.0.1; narrower with `--socket-mode 660 --socket-group GROUP`.
+    fn default() -> Self {
+        UnixPermissions {
+            mode: 0o666,
+            group: None,
+        }
+    }
 }
 
 impl Listener {
     /// Binds and listens. TCP sockets get SO_REUSEADDR (restarts do not wait for TIME_WAIT),
     /// and SO_REUSEPORT when `reuse_port` is set.
-    pub fn bind(addr: &BindAddress, backlog: i32, reuse_port: bool) -> Result<Listener, BindError> {
+    /// Unix sockets get `unix`'s mode and group between bind and listen, so no one connects
+    /// before they are final (a socket that does not listen yet refuses).
+    pub fn bind(
+        addr: &BindAddress,
+        backlog: i32,
+        reuse_port: bool,
+        unix: UnixPermissions,
+    ) -> Result<Listener, BindError> {
         let name = addr.to_string();
         let io_err = |source: io::Error| {
             if source.kind() == io::ErrorKind::AddrInUse {
@@ -132,6 +168,20 @@ impl Listener {
                 let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(io_err)?;
                 let sock_addr = socket2::SockAddr::unix(path).map_err(io_err)?;
                 socket.bind(&sock_addr).map_err(io_err)?;
+                let permissions = |what: String, source: io::Error| BindError::Permissions {
+                    addr: name.clone(),
+                    what,
+                    source,
+                };
+                if let Some(gid) = unix.group {
+                    std::os::unix::fs::chown(path, None, Some(gid))
+                        .map_err(|e| permissions(format!("group {gid}"), e))?;
+                }
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(unix.mode))
+                        .map_err(|e| permissions(format!("mode {:03o}", unix.mode), e))?;
+                }
                 socket.listen(backlog).map_err(io_err)?;
                 socket.set_nonblocking(true).map_err(io_err)?;
                 Ok(Listener::Unix(socket.into(), path.clone()))
@@ -177,7 +227,7 @@ impl Listener {
             // Not ours to remove at exit: whoever created the socket file owns it.
             Ok(Listener::Inherited(socket.into(), path))
         } else {
-            Ok(Listener::Tcp(socket.into()))
+            Ok(Listener::InheritedTcp(socket.into()))
         }
     }
 
@@ -213,9 +263,17 @@ impl Listener {
     pub fn try_clone(&self) -> io::Result<Listener> {
         Ok(match self {
             Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
+            Listener::InheritedTcp(l) => Listener::InheritedTcp(l.try_clone()?),
             Listener::Unix(l, path) => Listener::Unix(l.try_clone()?, path.clone()),
             Listener::Inherited(l, path) => Listener::Inherited(l.try_clone()?, path.clone()),
         })
+    }
+
+    /// Whether the socket was handed to wizgy (fd://N, systemd) rather than bound by it. A stop
+    /// closes only the sockets wizgy bound: an inherited one stays open in its owner, which
+    /// keeps queueing connections for the next instance.
+    pub fn is_inherited(&self) -> bool {
+        matches!(self, Listener::InheritedTcp(_) | Listener::Inherited(..))
     }
 
     /// The socket file to remove when wizgy exits (only for sockets wizgy created).
@@ -227,12 +285,14 @@ impl Listener {
     }
 
     /// The URL this listener is reachable at, with the real port (`listening on` line).
-    pub fn url(&self) -> String {
+    /// `tls`: TCP listeners speak TLS (`https://`); unix sockets never do.
+    pub fn url(&self, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
         match self {
-            Listener::Tcp(l) => match l.local_addr() {
-                Ok(SocketAddr::V6(a)) => format!("http://[{}]:{}", a.ip(), a.port()),
-                Ok(a) => format!("http://{a}"),
-                Err(_) => "http://?".into(),
+            Listener::Tcp(l) | Listener::InheritedTcp(l) => match l.local_addr() {
+                Ok(SocketAddr::V6(a)) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
+                Ok(a) => format!("{scheme}://{a}"),
+                Err(_) => format!("{scheme}://?"),
             },
             Listener::Unix(_, path) | Listener::Inherited(_, path) => {
                 format!("unix:{}", path.display())

@@ -5,7 +5,6 @@
 //! this module's business: it only sees the [`Dispatch`] it is given.
 
 use std::io;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,11 +12,15 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::config::{Config, Networks};
-use crate::connection::{self, ConnectionSettings, Stream};
+use crate::config::{Config, HttpVersions, Networks};
 use crate::exchange::{Dispatch, PeerAddr, ServerInfo};
+use crate::files::StaticFiles;
 use crate::http1::Limits;
+use crate::http2::Http2Settings;
 use crate::listener::Listener;
+use crate::protocol::{self, ConnectionSettings};
+use crate::recycle::RequestBudget;
+use crate::stream::Stream;
 use crate::supervisor::{message, WorkerLink};
 
 /// Worker settings beyond the listeners and the dispatcher (all from the command line).
@@ -45,16 +48,25 @@ pub struct ServerOptions {
     pub max_requests: u64,
     /// The pipe to the supervisor, when running as a worker.
     pub link: Option<WorkerLink>,
+    /// `--static` mounts, answered on the I/O thread.
+    pub static_files: Arc<StaticFiles>,
+    /// TLS for TCP listeners (`--certfile`), loaded by the caller: this worker's own read of
+    /// the files (see [`crate::tls::TlsFiles::load`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--http`: the versions spoken.
+    pub http: HttpVersions,
+    pub http2: Http2Settings,
 }
 
 impl ServerOptions {
     pub fn from_config(config: &Config) -> Self {
+        let limits = Limits {
+            max_request_line: config.limit_request_line as usize,
+            max_fields: config.limit_request_fields as usize,
+            max_field_size: config.limit_request_field_size as usize,
+        };
         ServerOptions {
-            limits: Limits {
-                max_request_line: config.limit_request_line as usize,
-                max_fields: config.limit_request_fields as usize,
-                max_field_size: config.limit_request_field_size as usize,
-            },
+            limits,
             keep_alive_timeout: config.keep_alive,
             header_timeout: config.header_timeout,
             defer_accept: config.defer_accept,
@@ -70,6 +82,10 @@ impl ServerOptions {
             request_timeout: (!config.request_timeout.is_zero()).then_some(config.request_timeout),
             max_requests: config.max_requests,
             link: None,
+            static_files: Arc::new(StaticFiles::new(&config.statics, config.static_max_age)),
+            tls: None,
+            http: config.http,
+            http2: Http2Settings::from_config(config, &limits),
         }
     }
 }
@@ -168,6 +184,9 @@ pub fn tune_malloc() {
 /// still in flight after the graceful timeout are cut then).
 const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(100);
 
+/// How long a stopping worker waits for its last access-log lines to be written.
+const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(1);
+
 /// How long app threads get to finish after the server loop has ended (the graceful timeout
 /// was already spent waiting for their exchanges; an exchange whose connection was just cut
 /// still has its iterable's `close()` called).
@@ -187,6 +206,8 @@ pub fn run(
     // One I/O thread, but the multi-thread scheduler: the current-thread one wakes its driver
     // (an eventfd write) on every wake from an app thread, even while it is running; this one
     // only when its worker is parked (hello: 3.1 -> 2.2 syscalls, -5 % CPU per request).
+    // After any fork: the writer thread is this worker's own.
+    crate::logging::start_access_writer();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("wizgy-io")
@@ -206,9 +227,20 @@ pub fn run(
         proxy_protocol: options.proxy_protocol,
         proxy_allow_from: options.proxy_allow_from.clone(),
         request_timeout: options.request_timeout,
-        max_requests: options.max_requests,
-        requests: AtomicU64::new(0),
-        link: options.link.clone(),
+        // Called before READY is sent: the link's age is this worker's boot time.
+        budget: RequestBudget::new(
+            options.max_requests,
+            options.link.clone(),
+            options
+                .link
+                .as_ref()
+                .map(WorkerLink::age)
+                .unwrap_or_default(),
+        ),
+        static_files: options.static_files.clone(),
+        tls: options.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+        http: options.http,
+        http2: options.http2,
     });
     // One budget of connections shared by all listeners of the worker.
     let capacity = Arc::new(Semaphore::new(options.max_connections));
@@ -220,6 +252,8 @@ pub fn run(
         // Reloads are the supervisor's business: a worker ignores a stray SIGHUP (the default
         // action would kill it).
         let mut hangup = signal(SignalKind::hangup())?;
+        // SIGUSR2 from the supervisor: accept again after pausing at --max-requests.
+        let mut resume = signal(SignalKind::user_defined2())?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         // Every connection holds a clone; recv() returns None once they have all ended.
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -258,6 +292,7 @@ pub fn run(
                 }
                 _ = reopen.recv() => crate::logging::reopen(),
                 _ = hangup.recv() => {}
+                _ = resume.recv() => settings.budget.resume(),
             }
         }
         let _ = shutdown_tx.send(true);
@@ -270,6 +305,7 @@ pub fn run(
         io::Result::Ok(())
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    crate::logging::flush_access_log(ACCESS_LOG_FLUSH);
     result
 }
 
@@ -286,13 +322,19 @@ fn accept_loop(
         Tcp(TcpListener),
         Unix(UnixListener),
     }
+    let inherited = listener.is_inherited();
     let (accepting, server) = match listener {
-        Listener::Tcp(l) => {
+        Listener::Tcp(l) | Listener::InheritedTcp(l) => {
             let addr = l.local_addr()?;
             let info = ServerInfo {
                 name: addr.ip().to_string(),
                 port: addr.port().to_string(),
-                scheme: "http",
+                // Every TCP listener speaks TLS when there is a certificate.
+                scheme: if settings.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
             };
             (Accepting::Tcp(TcpListener::from_std(l)?), info)
         }
@@ -324,7 +366,18 @@ fn accept_loop(
         let mut stop_watch = shutdown.clone();
         let stopping = stop_watch.changed();
         tokio::pin!(stopping);
-        loop {
+        // Accepting pauses at --max-requests (see crate::recycle). Watched by a future made
+        // once, and again only when it fires.
+        let mut pause = Box::pin(next_change(settings.budget.accepting()));
+        // A spare (see crate::recycle) starts paused, which is not a change: wait here.
+        let mut initial = settings.budget.accepting();
+        while !*initial.borrow_and_update() {
+            tokio::select! {
+                changed = initial.changed() => if changed.is_err() { return },
+                _ = &mut stopping => return,
+            }
+        }
+        'serve: loop {
             // At --max-connections, stop accepting: new clients wait in the listen backlog
             // (not refused) until a connection ends and returns its permit.
             let permit = tokio::select! {
@@ -347,13 +400,23 @@ fn accept_loop(
                     }
                 } => accepted,
                 _ = &mut stopping => break,
+                mut watch = &mut pause => {
+                    while !*watch.borrow_and_update() {
+                        tokio::select! {
+                            changed = watch.changed() => if changed.is_err() { break 'serve },
+                            _ = &mut stopping => break 'serve,
+                        }
+                    }
+                    pause = Box::pin(next_change(watch));
+                    continue;
+                }
             };
             match accepted {
                 Ok((stream, peer)) => {
                     // The permit and the liveness token go into the connection's own future
                     // (dropped when it ends): wrapping it in `async { task.await; drop(..) }`
                     // stored it twice in the task (4.5 KiB per connection instead of 2.3).
-                    tokio::spawn(connection::serve(
+                    tokio::spawn(protocol::serve(
                         stream,
                         peer,
                         server.clone(),
@@ -369,7 +432,81 @@ fn accept_loop(
                 }
             }
         }
+        if !*shutdown.borrow() || inherited {
+            // Not a stop (the runtime is going away); or a socket whose owner keeps it open:
+            // what is queued there is for the next instance.
+            return;
+        }
+        // Stopping: this handle closes when the loop ends, and once every process has closed
+        // its handles the kernel refuses new connections. Those already queued in the backlog
+        // are taken first and served (with `Connection: close`), or closed at once when no
+        // connection permit is left, rather than left queued in a socket nobody accepts on.
+        let swept = match accepting {
+            Accepting::Tcp(l) => l.into_std().map(Swept::Tcp),
+            Accepting::Unix(l) => l.into_std().map(Swept::Unix),
+        };
+        let Ok(swept) = swept else { return };
+        for _ in 0..SWEEP_LIMIT {
+            let (stream, peer) = match swept.accept() {
+                Ok(accepted) => accepted,
+                Err(_) => break, // WouldBlock: the backlog is empty
+            };
+            let Ok(permit) = capacity.clone().try_acquire_owned() else {
+                break; // dropping the stream closes it
+            };
+            tokio::spawn(protocol::serve(
+                stream,
+                peer,
+                server.clone(),
+                settings.clone(),
+                shutdown.clone(),
+                (permit, alive.clone()),
+            ));
+        }
     })
+}
+
+/// At most this many queued connections are taken from a listener as it closes; a bound for
+/// a backlog that refills as fast as it is emptied.
+const SWEEP_LIMIT: usize = 4096;
+
+/// A listener handed back from tokio for a last non-blocking sweep of its backlog.
+enum Swept {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Swept {
+    /// One queued connection, registered with the runtime; `WouldBlock` when none is left.
+    fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
+        match self {
+            Swept::Tcp(l) => {
+                let (s, addr) = l.accept()?;
+                s.set_nonblocking(true)?;
+                let _ = s.set_nodelay(true);
+                Ok((
+                    Stream::Tcp(tokio::net::TcpStream::from_std(s)?),
+                    PeerAddr::Ip(addr),
+                ))
+            }
+            Swept::Unix(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(true)?;
+                Ok((
+                    Stream::Unix(tokio::net::UnixStream::from_std(s)?),
+                    PeerAddr::Unix,
+                ))
+            }
+        }
+    }
+}
+
+/// Resolves with the receiver once the watched value changes (never, if the sender is gone).
+async fn next_change(mut watch: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    if watch.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    watch
 }
 
 /// Sets the process's file mode creation mask (`--umask`).

@@ -69,3 +69,13 @@ fn chunked_corpus_keeps_the_invariants() {
 fn proxy_protocol_corpus_keeps_the_invariants() {
     replay("proxy_protocol", checks::check_proxy);
 }
+
+#[test]
+fn static_path_corpus_keeps_the_invariants() {
+    replay("static_path", checks::check_static_path);
+}
+
+#[test]
+fn range_corpus_keeps_the_invariants() {
+    replay("range", checks::check_range);
+}

@@ -17,6 +17,7 @@ use crate::lock;
 use wizgy_core::exchange::{Dispatch, Exchange};
 use wizgy_core::supervisor::{message, WorkerLink};
 
+use crate::apps::Apps;
 use crate::wsgi::environ::EnvironShared;
 use crate::wsgi::exchange;
 
@@ -185,7 +186,11 @@ impl Pool {
                     let until = now + GIL_BUSY_BACKOFF.as_micros() as u64;
                     self.hold_wakes_until.store(until, Ordering::Relaxed);
                 }
-                if let Some((work, _)) = (!busy).then(|| state.queue.pop_front()).flatten() {
+                if let Some((work, queued)) = (!busy).then(|| state.queue.pop_front()).flatten() {
+                    if wizgy_core::metrics::is_enabled() {
+                        let waited = Duration::from_micros(now.saturating_sub(queued));
+                        wizgy_core::metrics::queue_waited(waited);
+                    }
                     member.since.store(now, Ordering::Relaxed);
                     state.latest_start = now;
                     return Some(work);
@@ -297,7 +302,7 @@ impl AppThreads {
     /// watchdog, a thread whose exchange outlives its timeout has its Python stack logged and
     /// the worker asks to be recycled.
     pub fn start(
-        app: Py<PyAny>,
+        app: Apps,
         shared: EnvironShared,
         count: usize,
         watchdog: Option<Watchdog>,
@@ -389,7 +394,7 @@ struct InFlight {
 }
 
 fn serve(
-    app: &Py<PyAny>,
+    app: &Apps,
     shared: &EnvironShared,
     pool: &Pool,
     index: usize,

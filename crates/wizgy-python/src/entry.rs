@@ -8,16 +8,19 @@ use std::path::Path;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
-use wizgy_core::config::{Config, LogLevel, Parsed, DEFAULT_BIND};
+use wizgy_core::config::{version_text, Config, Parsed, DEFAULT_BIND};
+use wizgy_core::files::StaticFiles;
 use wizgy_core::listener::{BindAddress, Listener};
+use wizgy_core::metrics::endpoint::Endpoint;
 use wizgy_core::server::{self, ServerOptions};
 use wizgy_core::supervisor::{supervise, SupervisorError, SupervisorOptions};
+use wizgy_core::tls::TlsFiles;
 
 use crate::worker::{self, serve_in_process, Host};
 use crate::wsgi::exchange::format_traceback;
 
-/// Why the server could not start: the one line the user sees (after `wizgy: error: `); empty
-/// when it has already been shown (a worker printed it).
+/// Why the server could not start: the line the user sees (after `wizgy: error: `), then for
+/// an app that raised, its traceback; empty when it has already been shown (a worker printed it).
 pub struct StartupError(pub String);
 
 impl<E: std::fmt::Display> From<E> for StartupError {
@@ -26,22 +29,48 @@ impl<E: std::fmt::Display> From<E> for StartupError {
     }
 }
 
+/// `--version`'s second line: the interpreter wizgy runs in, e.g.
+/// `Python 3.11.7 (CPython) at /srv/app/.venv/bin/python`.
+fn python_line(py: Python<'_>) -> String {
+    let sys = py.import("sys");
+    let executable = sys
+        .and_then(|sys| sys.getattr("executable"))
+        .and_then(|exe| exe.extract::<String>())
+        .unwrap_or_default();
+    let version = py.version_info();
+    let implementation = py
+        .import("platform")
+        .and_then(|platform| platform.call_method0("python_implementation"))
+        .and_then(|name| name.extract::<String>())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!(
+        "Python {}.{}.{} ({implementation}) at {executable}",
+        version.major, version.minor, version.patch
+    )
+}
+
 /// Where the app comes from.
 enum AppSource {
-    /// An APP spec from the command line, imported after --chdir/--pythonpath.
-    Spec(String),
-    /// An app object passed to `serve()`.
+    /// The command line's APP, --mount and --scripts, imported after --chdir/--pythonpath.
+    Config,
+    /// An app object passed to `serve()` (with any --mount and --scripts).
     Object(Py<PyAny>),
 }
 
 /// `wizgy [OPTIONS] APP`: returns the process exit status.
 #[pyfunction]
 pub fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
-    let config = match Config::parse_args(argv) {
+    let config = match Config::parse_command_line(argv) {
         Parsed::Run(config) => config,
         Parsed::Print(text) => {
             let mut stdout = std::io::stdout();
             let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+            return 0;
+        }
+        Parsed::Version => {
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(version_text(&python_line(py)).as_bytes());
             let _ = stdout.flush();
             return 0;
         }
@@ -50,13 +79,13 @@ pub fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
             return 2;
         }
     };
-    let Some(spec) = config.app.clone() else {
+    if config.app.is_none() && config.mounts.is_empty() && config.scripts.is_empty() {
         eprintln!(
             "wizgy: error: missing APP: give MODULE:NAME, e.g. `wizgy myproject.wsgi:application`"
         );
         return 2;
-    };
-    match run(py, &config, AppSource::Spec(spec)) {
+    }
+    match run(py, &config, AppSource::Config) {
         Ok(()) => 0,
         Err(StartupError(message)) => {
             if !message.is_empty() {
@@ -74,6 +103,10 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, argv: Vec<String>) -> PyResult<()> 
         Parsed::Run(config) => config,
         Parsed::Print(text) => {
             print!("{text}");
+            return Ok(());
+        }
+        Parsed::Version => {
+            print!("{}", version_text(&python_line(py)));
             return Ok(());
         }
         Parsed::UsageError(line) => return Err(PyValueError::new_err(line)),
@@ -97,8 +130,15 @@ fn run(py: Python<'_>, config: &Config, source: AppSource) -> Result<(), Startup
         config.log_level,
         &config.error_log,
         config.access_log.as_deref(),
+        &config
+            .access_log_format
+            .clone()
+            .with_root_path(&config.root_path),
     )
     .map_err(|e| StartupError(format!("cannot open log file: {e}")))?;
+    if let Some(path) = &config.config_file {
+        tracing::info!("settings read from {}", path.display());
+    }
     if let Some(mask) = config.umask {
         server::set_umask(mask);
     }
@@ -108,12 +148,34 @@ fn run(py: Python<'_>, config: &Config, source: AppSource) -> Result<(), Startup
         })?;
     }
     prepare_sys_path(py, &config.pythonpath)?;
+    // Every TLS file is read and checked here, before any listener is bound: a bad one is the
+    // one line the user sees, and nothing has been accepted.
+    let tls = TlsFiles::from_config(config)?;
+    if let Some(files) = &tls {
+        files.load()?;
+    }
     server::raise_fd_limit();
     let listeners = bind_listeners(config)?;
+    let metrics = match &config.metrics_bind {
+        Some(addr) => Some(Listener::bind(
+            addr,
+            config.backlog,
+            false,
+            config.unix_permissions(),
+        )?),
+        None => None,
+    };
     let pid_file = PidFile::create(config.pid.as_deref())?;
-    let result = serve_listeners(py, config, source, &listeners);
+    let socket_files: Vec<_> = listeners
+        .iter()
+        .chain(metrics.iter())
+        .filter_map(Listener::owned_socket_file)
+        .map(std::path::Path::to_path_buf)
+        .collect();
+    let metrics = metrics.map(Endpoint::new).transpose()?;
+    let result = serve_listeners(py, config, source, listeners, tls, metrics);
     drop(pid_file);
-    for path in listeners.iter().filter_map(Listener::owned_socket_file) {
+    for path in socket_files {
         let _ = std::fs::remove_file(path);
     }
     // Our signal handling saw SIGINT; drop the KeyboardInterrupt Python queued for it too.
@@ -131,7 +193,12 @@ fn bind_listeners(config: &Config) -> Result<Vec<Listener>, StartupError> {
         &config.bind[..]
     };
     for addr in binds {
-        listeners.push(Listener::bind(addr, config.backlog, config.reuse_port)?);
+        listeners.push(Listener::bind(
+            addr,
+            config.backlog,
+            config.reuse_port,
+            config.unix_permissions(),
+        )?);
     }
     Ok(listeners)
 }
@@ -142,28 +209,35 @@ fn serve_listeners(
     py: Python<'_>,
     config: &Config,
     source: AppSource,
-    listeners: &[Listener],
+    listeners: Vec<Listener>,
+    tls: Option<TlsFiles>,
+    metrics: Option<Endpoint>,
 ) -> Result<(), StartupError> {
     let app = match source {
-        AppSource::Object(app) if config.workers == 1 => {
-            log_listening(listeners);
-            let own = listeners
-                .iter()
-                .map(Listener::try_clone)
-                .collect::<Result<Vec<_>, _>>()?;
-            let options = ServerOptions::from_config(config);
-            return serve_in_process(py, config, app, own, options, None);
+        // The endpoint is the supervisor's: with it, one worker is forked as for more.
+        AppSource::Object(app) if config.workers == 1 && metrics.is_none() => {
+            let apps = crate::apps::load(py, config, Some(app))?;
+            for line in route_lines(config) {
+                tracing::info!("{line}");
+            }
+            log_listening(&listeners, tls.is_some());
+            let mut options = ServerOptions::from_config(config);
+            options.tls = tls.as_ref().map(TlsFiles::load).transpose()?;
+            return serve_in_process(py, config, apps, listeners, options, None);
         }
-        AppSource::Object(app) => worker::AppSource::Loaded(app),
-        AppSource::Spec(spec) if config.preload => {
-            worker::AppSource::Loaded(load_app(py, &spec, config.log_level)?)
+        AppSource::Object(app) => {
+            worker::AppSource::Loaded(crate::apps::load(py, config, Some(app))?)
         }
-        AppSource::Spec(spec) => worker::AppSource::Spec(spec),
+        AppSource::Config if config.preload => {
+            worker::AppSource::Loaded(crate::apps::load(py, config, None)?)
+        }
+        AppSource::Config => worker::AppSource::Import,
     };
     let mut host = Host {
         config,
         listeners,
         app,
+        tls,
     };
     let options = SupervisorOptions {
         workers: usize::from(config.workers),
@@ -178,10 +252,15 @@ fn serve_listeners(
                 .chain(config.pythonpath.iter().map(|p| cwd.join(p)))
                 .collect()
         }),
-        announce: listeners
-            .iter()
-            .map(|l| format!("listening on {}", l.url()))
+        announce: route_lines(config)
+            .into_iter()
+            .chain(
+                host.listeners
+                    .iter()
+                    .map(|l| format!("listening on {}", l.url(host.tls.is_some()))),
+            )
             .collect(),
+        metrics,
     };
     py.detach(|| supervise(&mut host, options))
         .map_err(|error| match error {
@@ -195,9 +274,28 @@ fn nonzero(duration: std::time::Duration) -> Option<std::time::Duration> {
     (!duration.is_zero()).then_some(duration)
 }
 
-fn log_listening(listeners: &[Listener]) {
+/// The routing table, at info level, so a user sees which URL goes where.
+/// Logged once the apps have loaded (with a broken app, the error is all the user sees).
+fn route_lines(config: &Config) -> Vec<String> {
+    if config.statics.is_empty() && config.mounts.is_empty() && config.scripts.is_empty() {
+        return Vec::new();
+    }
+    let table = StaticFiles::new(&config.statics, config.static_max_age);
+    let mut lines: Vec<String> = table.routes().collect();
+    lines.extend(crate::apps::routes(config));
+    lines.push(match &config.app {
+        Some(spec) => format!("anything else -> app {spec}"),
+        None => "anything else -> 404".to_owned(),
+    });
+    lines
+        .into_iter()
+        .map(|line| format!("route {line}"))
+        .collect()
+}
+
+fn log_listening(listeners: &[Listener], tls: bool) {
     for listener in listeners {
-        tracing::info!("listening on {}", listener.url());
+        tracing::info!("listening on {}", listener.url(tls));
     }
 }
 
@@ -245,29 +343,44 @@ fn prepare_sys_path(py: Python<'_>, extra: &[std::path::PathBuf]) -> Result<(), 
 }
 
 /// Imports the app through `wizgy._app.load`; its AppLoadError message is the user's line.
-pub fn load_app(py: Python<'_>, spec: &str, level: LogLevel) -> Result<Py<PyAny>, StartupError> {
+/// When the app's own code raised (at import or in a factory), its traceback follows that line:
+/// a deploy that fails to import is debugged from it (issue 23). A spec wizgy itself finds wrong
+/// (no such module or attribute, a bad expression) is the one line alone.
+pub fn load_app(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, StartupError> {
     let loader = py.import("wizgy._app")?;
     match loader.getattr("load").and_then(|load| load.call1((spec,))) {
         Ok(app) => Ok(app.unbind()),
-        Err(err) => {
-            if level == LogLevel::Debug {
-                // The loader chains the app's own error as __cause__: show that one.
-                let cause = err
-                    .value(py)
-                    .getattr("__cause__")
-                    .ok()
-                    .filter(|c| !c.is_none());
-                let shown = cause.map_or_else(|| err.clone_ref(py), PyErr::from_value);
-                eprint!("{}", format_traceback(py, &shown));
-            }
-            let is_load_error = loader
-                .getattr("AppLoadError")
-                .is_ok_and(|class| err.value(py).is_instance(&class).unwrap_or(false));
-            if is_load_error {
-                Err(StartupError(err.value(py).to_string()))
-            } else {
-                Err(StartupError(format!("cannot load {spec}: {err}")))
-            }
-        }
+        Err(err) => Err(load_error(py, &loader, err, spec)),
+    }
+}
+
+/// The user's line for a loader error, and the traceback of the app's own error under it.
+pub fn load_error(
+    py: Python<'_>,
+    loader: &Bound<'_, PyModule>,
+    err: PyErr,
+    spec: &str,
+) -> StartupError {
+    let is_load_error = loader
+        .getattr("AppLoadError")
+        .is_ok_and(|class| err.value(py).is_instance(&class).unwrap_or(false));
+    let (line, shown) = if is_load_error {
+        // The loader chains the app's own error as __cause__: show that one.
+        let cause = err
+            .value(py)
+            .getattr("__cause__")
+            .ok()
+            .filter(|c| !c.is_none())
+            .map(PyErr::from_value);
+        (err.value(py).to_string(), cause)
+    } else {
+        (format!("cannot load {spec}: {err}"), Some(err))
+    };
+    match shown {
+        Some(shown) => StartupError(format!(
+            "{line}\n{}",
+            format_traceback(py, &shown).trim_end()
+        )),
+        None => StartupError(line),
     }
 }

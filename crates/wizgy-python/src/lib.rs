@@ -9,6 +9,7 @@
 //!   wsgi.file_wrapper, and driving the response iterable.
 
 mod app_threads;
+mod apps;
 mod entry;
 mod worker;
 mod wsgi;

@@ -10,24 +10,30 @@ use wizgy_core::config::Config;
 use wizgy_core::listener::Listener;
 use wizgy_core::server::{self, ServerOptions, APP_THREAD_GRACE};
 use wizgy_core::supervisor::{WorkerHost, WorkerLink, EXIT_APP_LOAD_FAILED};
+use wizgy_core::tls::TlsFiles;
 
 use crate::app_threads::{AppThreads, Watchdog};
-use crate::entry::{load_app, StartupError};
+use crate::apps::Apps;
+use crate::entry::StartupError;
 use crate::wsgi::environ::EnvironShared;
 
-/// Where the app of a worker comes from.
+/// Where the apps of a worker come from.
 pub enum AppSource {
-    /// Imported by each worker from this spec (so a reload picks up new code).
-    Spec(String),
+    /// Imported by each worker from the configuration (so a reload picks up new code).
+    Import,
     /// Already imported (`--preload`, or an app object given to `serve()`).
-    Loaded(Py<PyAny>),
+    Loaded(Apps),
 }
 
 /// The supervisor's view of how to make workers.
 pub struct Host<'a> {
     pub config: &'a Config,
-    pub listeners: &'a [Listener],
+    /// The supervisor's handles on the listeners; each worker takes its copy (fork's) over.
+    pub listeners: Vec<Listener>,
     pub app: AppSource,
+    /// `--certfile` and friends, checked by the supervisor at start; each worker reads the
+    /// files again, so a reload picks up renewed certificates.
+    pub tls: Option<TlsFiles>,
 }
 
 impl WorkerHost for Host<'_> {
@@ -40,8 +46,11 @@ impl WorkerHost for Host<'_> {
     }
 
     fn run_worker(&mut self, link: WorkerLink) -> i32 {
+        // The forked copies of the supervisor's handles become the worker's own, so that when
+        // the worker stops and drops them, it holds no other handle that keeps them open.
+        let listeners = std::mem::take(&mut self.listeners);
         Python::attach(|py| {
-            let status = match serve_worker(py, self, link) {
+            let status = match serve_worker(py, self, listeners, link) {
                 Ok(()) => 0,
                 Err(WorkerError::AppLoad(message)) => {
                     eprintln!("wizgy: error: {message}");
@@ -64,6 +73,10 @@ impl WorkerHost for Host<'_> {
                 .and_then(|os| os.call_method1("_exit", (status,)));
             status
         })
+    }
+
+    fn close_listeners(&mut self) {
+        self.listeners.retain(Listener::is_inherited);
     }
 }
 
@@ -90,22 +103,33 @@ impl From<PyErr> for WorkerError {
     }
 }
 
-fn serve_worker(py: Python<'_>, host: &Host<'_>, link: WorkerLink) -> Result<(), WorkerError> {
+fn serve_worker(
+    py: Python<'_>,
+    host: &Host<'_>,
+    listeners: Vec<Listener>,
+    link: WorkerLink,
+) -> Result<(), WorkerError> {
     let config = host.config;
+    // A certificate that became unreadable or broken since the start: fails like an app that
+    // cannot load (on a reload, the old workers are kept, and this line says why).
+    let tls = match &host.tls {
+        Some(files) => Some(
+            files
+                .load()
+                .map_err(|e| WorkerError::AppLoad(e.to_string()))?,
+        ),
+        None => None,
+    };
     let app = match &host.app {
-        AppSource::Loaded(app) => app.clone_ref(py),
-        AppSource::Spec(spec) => {
-            load_app(py, spec, config.log_level).map_err(|e| WorkerError::AppLoad(e.0))?
+        AppSource::Loaded(apps) => apps.clone_ref(py),
+        AppSource::Import => {
+            crate::apps::load(py, config, None).map_err(|e| WorkerError::AppLoad(e.0))?
         }
     };
-    let listeners = host
-        .listeners
-        .iter()
-        .map(Listener::try_clone)
-        .collect::<io::Result<Vec<_>>>()?;
     let mut options = ServerOptions::from_config(config);
     options.max_requests = jittered(config.max_requests, config.max_requests_jitter);
     options.link = Some(link.clone());
+    options.tls = tls;
     let watchdog = options
         .request_timeout
         .map(|timeout| Watchdog { timeout, link });
@@ -119,7 +143,7 @@ fn serve_worker(py: Python<'_>, host: &Host<'_>, link: WorkerLink) -> Result<(),
 pub fn serve_in_process(
     py: Python<'_>,
     config: &Config,
-    app: Py<PyAny>,
+    app: Apps,
     listeners: Vec<Listener>,
     options: ServerOptions,
     watchdog: Option<Watchdog>,

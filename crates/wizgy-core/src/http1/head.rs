@@ -34,18 +34,22 @@ impl Default for Limits {
     }
 }
 
-/// The HTTP version of a request; wizgy's HTTP/1 engine speaks only these two.
+/// The HTTP version of a request: the HTTP/1 engine parses the first two, HTTP/2 streams
+/// (see [`crate::http2`]) are the third.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     Http10,
     Http11,
+    Http2,
 }
 
 impl Version {
+    /// As `SERVER_PROTOCOL` and the access log give it.
     pub fn as_str(self) -> &'static str {
         match self {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2",
         }
     }
 }
@@ -87,6 +91,44 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
+    /// A head from parts another protocol decoded (an HTTP/2 stream's pseudo-headers and
+    /// fields): the same bytes-and-ranges shape, so the exchange and the environ cannot tell
+    /// the protocols apart. `fields` are stored as given, in order.
+    pub fn assemble<'a>(
+        method: &[u8],
+        target: &[u8],
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        version: Version,
+        framing: Framing,
+    ) -> RequestHead {
+        let mut raw = BytesMut::with_capacity(256);
+        raw.extend_from_slice(method);
+        let method_range = 0..raw.len();
+        raw.extend_from_slice(target);
+        let target_range = method_range.end..raw.len();
+        let mut ranges = Vec::new();
+        for (name, value) in fields {
+            let name_start = raw.len();
+            raw.extend_from_slice(name);
+            let value_start = raw.len();
+            raw.extend_from_slice(value);
+            ranges.push(Field {
+                name: name_start..value_start,
+                value: value_start..raw.len(),
+            });
+        }
+        RequestHead {
+            raw: raw.freeze(),
+            method: method_range,
+            target: target_range,
+            fields: ranges,
+            version,
+            framing,
+            keep_alive: true,
+            expect_continue: false,
+        }
+    }
+
     /// The method token, e.g. `b"GET"`.
     pub fn method(&self) -> &[u8] {
         &self.raw[self.method.clone()]

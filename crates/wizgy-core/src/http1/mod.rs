@@ -6,6 +6,7 @@
 //! head bytes, so wizgy tokenizes with httparse and owns the checks and the framing itself.
 
 pub mod chunked;
+pub mod connection;
 pub mod date;
 pub mod error;
 pub mod head;

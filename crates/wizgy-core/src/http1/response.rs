@@ -135,6 +135,27 @@ impl ResponseHead {
         Ok(())
     }
 
+    /// The app's header fields as `(name, value)`, in its order (without Content-Length,
+    /// which is in [`ResponseHead::content_length`]).
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        // Each line is `Name: value\r\n`, checked in push(): a name is a token (no colon),
+        // a value holds no CR or LF.
+        self.fields[self.status_len..]
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let colon = memchr::memchr(b':', line).unwrap_or(line.len());
+                let value = line.get(colon + 2..).unwrap_or_default();
+                (&line[..colon], value)
+            })
+    }
+
+    /// Whether the app set `Server` and `Date` itself.
+    pub fn has_server_and_date(&self) -> (bool, bool) {
+        (self.has_server, self.has_date)
+    }
+
     /// Whether a response with this status never has a body (RFC 9110 §6.4.1: 1xx, 204, 304).
     pub fn is_bodiless_status(&self) -> bool {
         self.status < 200 || self.status == 204 || self.status == 304

@@ -9,7 +9,6 @@
 //! values, the HTTP_ field values and wsgi.input are created. Byte values become "bytes in
 //! str": each byte one code point (latin-1), as PEP 3333 requires of native strings.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -19,9 +18,10 @@ use pyo3::prelude::*;
 
 use crate::lock;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use wizgy_core::cgi::{cgi_name, join_separator, percent_decode, split_root, CgiName};
+use wizgy_core::cgi::{cgi_name, join_separator, CgiName};
 use wizgy_core::exchange::{PeerAddr, Request, ServerInfo};
 use wizgy_core::http1::head::Version;
+use wizgy_core::tls::TlsInfo;
 
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
@@ -76,6 +76,11 @@ impl EnvironShared {
         template.set_item(intern!(py, "wsgi.multithread"), multithread)?;
         template.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
         template.set_item(intern!(py, "wsgi.run_once"), false)?;
+        // gunicorn's convention (`gunicorn/27.0.1`); apps and middleware log and branch on it.
+        template.set_item(
+            intern!(py, "SERVER_SOFTWARE"),
+            concat!("wizgy/", env!("CARGO_PKG_VERSION")),
+        )?;
         // The body ends where the server says (Content-Length or the last chunk), so an app
         // may read to EOF without a CONTENT_LENGTH (chunked requests have none).
         template.set_item(intern!(py, "wsgi.input_terminated"), true)?;
@@ -92,6 +97,11 @@ impl EnvironShared {
             keys: Mutex::new(HashMap::new()),
             servers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// `--root-path`: removed from the front of the path before routing.
+    pub fn root_path(&self) -> &str {
+        &self.root_path
     }
 
     /// `SERVER_NAME` and `SERVER_PORT` of the listener `server`.
@@ -228,17 +238,22 @@ fn method_str<'py>(py: Python<'py>, method: &[u8]) -> Bound<'py, PyString> {
 }
 
 /// Builds the environ for `request`, with `input` as `wsgi.input`.
+/// `path_info` is the decoded path after `--root-path` and the mount's prefix, `script_name`
+/// the mount's SCRIPT_NAME (`None`: the positional APP's, `--root-path`).
 pub fn build<'py>(
     py: Python<'py>,
     shared: &EnvironShared,
     request: &Request,
     input: Bound<'py, WsgiInput>,
+    path_info: &[u8],
+    script_name: Option<&Py<PyString>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = shared.template.bind(py).copy()?;
     let head = &request.head;
-    let (raw_path, query) = head.path_and_query();
-    let path: Cow<'_, [u8]> = percent_decode(raw_path);
-    let path_info = split_root(&shared.root_path, &path);
+    let (_, query) = head.path_and_query();
+    if let Some(script_name) = script_name {
+        env.set_item(intern!(py, "SCRIPT_NAME"), script_name.bind(py))?;
+    }
     let target = latin1(py, head.target());
 
     env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, head.method()))?;
@@ -249,6 +264,7 @@ pub fn build<'py>(
     let protocol = match head.version {
         Version::Http11 => intern!(py, "HTTP/1.1"),
         Version::Http10 => intern!(py, "HTTP/1.0"),
+        Version::Http2 => intern!(py, "HTTP/2"),
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
 
@@ -275,13 +291,20 @@ pub fn build<'py>(
     }
 
     let server = &request.server;
-    if server.port.is_empty() {
-        // A unix socket has no name or port of its own: take them from Host, as gunicorn does.
+    // A unix socket has no name or port of its own: take them from Host, as gunicorn does.
+    // Nor from HTTP/2, whose `:authority` (the Host field here) is the URL's authority and
+    // required: SERVER_NAME and SERVER_PORT follow it (issue 20).
+    if server.port.is_empty() || head.version == Version::Http2 {
         let (name, port) = split_host(host_header.unwrap_or(b"localhost"));
+        let default_port: &[u8] = if request.scheme == "https" {
+            b"443"
+        } else {
+            b"80"
+        };
         env.set_item(intern!(py, "SERVER_NAME"), latin1(py, name))?;
         env.set_item(
             intern!(py, "SERVER_PORT"),
-            latin1(py, port.unwrap_or(b"80")),
+            latin1(py, port.unwrap_or(default_port)),
         )?;
     } else {
         let (name, port) = shared.server(py, server);
@@ -312,7 +335,32 @@ pub fn build<'py>(
     };
     env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
+    if let Some(tls) = &request.tls {
+        set_tls(&env, tls)?;
+    }
     Ok(env)
+}
+
+/// mod_ssl's variables for a TLS connection (`HTTPS`, `SSL_*`), which Django, Flask and
+/// WebOb middleware read; the connection's own, whatever a proxy's X-Forwarded-Proto said.
+fn set_tls(env: &Bound<'_, PyDict>, tls: &TlsInfo) -> PyResult<()> {
+    let py = env.py();
+    env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
+    env.set_item(
+        intern!(py, "SSL_PROTOCOL"),
+        PyString::intern(py, tls.protocol),
+    )?;
+    env.set_item(intern!(py, "SSL_CIPHER"), PyString::intern(py, tls.cipher))?;
+    match &tls.client {
+        Some(client) => {
+            env.set_item(intern!(py, "SSL_CLIENT_VERIFY"), intern!(py, "SUCCESS"))?;
+            env.set_item(intern!(py, "SSL_CLIENT_S_DN"), client.subject.as_str())?;
+            env.set_item(intern!(py, "SSL_CLIENT_I_DN"), client.issuer.as_str())?;
+            env.set_item(intern!(py, "SSL_CLIENT_CERT"), client.pem.as_str())?;
+        }
+        None => env.set_item(intern!(py, "SSL_CLIENT_VERIFY"), intern!(py, "NONE"))?,
+    }
+    Ok(())
 }
 
 /// Splits `host[:port]` or `[v6]:port`.

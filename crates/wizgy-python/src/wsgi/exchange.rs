@@ -5,32 +5,52 @@
 //! head was sent) or a cut connection (after). A client that went away is not an app error:
 //! iteration stops quietly and `close()` is still called.
 
+use bytes::Bytes;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
-use wizgy_core::exchange::{Body, Exchange};
+use wizgy_core::cgi::{percent_decode, split_root};
+use wizgy_core::exchange::{AppEvent, Body, EventSender, Exchange};
+use wizgy_core::http1::response::ResponseHead;
+
+use crate::apps::Apps;
 
 use super::environ::{self, EnvironShared};
 use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
 use super::start_response::{self, StartResponse};
-use super::{chunk_to_bytes, ClientDisconnected};
+use super::{chunk_to_bytes, send_event, ClientDisconnected};
 
 /// Runs `exchange` through `app`. Never raises: every outcome is reported to the connection.
-pub fn run(py: Python<'_>, app: &Py<PyAny>, shared: &EnvironShared, exchange: Exchange) {
+pub fn run(py: Python<'_>, apps: &Apps, shared: &EnvironShared, exchange: Exchange) {
     let Exchange {
         request,
         initial_body,
         events,
         body,
     } = exchange;
+    if events.is_closed() {
+        // Cancelled while it waited for a thread (an HTTP/2 stream the client reset): no one
+        // would read the response. A flood of such streams costs a queue slot each, not a
+        // call of the app (issue 20, rapid reset).
+        return;
+    }
+    let (raw_path, _) = request.head.path_and_query();
+    let path = percent_decode(raw_path);
+    let after_root = split_root(shared.root_path(), &path);
+    let Some((app, mount)) = apps.route(after_root) else {
+        // Mounts without a positional APP, and a path none of them takes.
+        return not_found(py, &events);
+    };
+    let path_info = &after_root[mount.map_or(0, |m| m.prefix_len)..];
+    let script_name = mount.map(|m| &m.script_name);
     let start = match Bound::new(py, StartResponse::new(events.clone())) {
         Ok(start) => start,
         Err(err) => return log_app_error(py, &err, "creating start_response"),
     };
     let outcome = WsgiInput::new(initial_body, events, body);
     let outcome = Bound::new(py, outcome)
-        .and_then(|input| environ::build(py, shared, &request, input))
+        .and_then(|input| environ::build(py, shared, &request, input, path_info, script_name))
         .and_then(|env| call_app(py, app, env, &start));
     if let Err(err) = outcome {
         if err.is_instance_of::<ClientDisconnected>(py) {
@@ -41,6 +61,29 @@ pub fn run(py: Python<'_>, app: &Py<PyAny>, shared: &EnvironShared, exchange: Ex
         }
         start_response::fail(&start);
     }
+}
+
+/// wizgy's own 404, for a path that no app serves.
+fn not_found(py: Python<'_>, events: &EventSender) {
+    const BODY: &[u8] = b"Not Found\n";
+    let Ok(mut head) = ResponseHead::new("404 Not Found") else {
+        return;
+    };
+    if head
+        .push("Content-Type", "text/plain; charset=utf-8")
+        .is_err()
+        || head
+            .push("Content-Length", &BODY.len().to_string())
+            .is_err()
+    {
+        return;
+    }
+    let event = AppEvent::Send {
+        head: Some(head),
+        body: Body::One(Bytes::from_static(BODY)),
+        end: true,
+    };
+    let _ = send_event(py, events, event, BODY.len());
 }
 
 /// Calls the app and drains its result; `close()` runs on every path once there is a result.

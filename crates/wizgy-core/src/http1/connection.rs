@@ -1,164 +1,42 @@
-//! One client connection: read a head, hand the exchange to the app side, write what comes back,
-//! repeat while the connection is kept alive.
+//! The HTTP/1.1 connection driver: read a head, hand the exchange to the app side, write what
+//! comes back, repeat while the connection is kept alive.
 //!
-//! This is the thin I/O shell around the sans-I/O [`crate::http1`] engine. It owns the socket
-//! and decides, per exchange, the response framing and whether the connection survives. It does
+//! This is the thin I/O shell around the sans-I/O engine of [`crate::http1`]. It owns the
+//! socket once [`crate::protocol`] has chosen HTTP/1.1 for it (after any TLS handshake) and
+//! decides, per exchange, the response framing and whether the connection survives. It does
 //! not know Python: the app side speaks to it only through [`crate::exchange`].
+//!
+//! Over TLS the same loop runs over the encrypted [`Stream::Tls`], and files are read and
+//! encrypted in pieces instead of sendfile.
 
 use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Networks;
 use crate::exchange::{
-    self, AppEvent, Body, BodyPiece, Dispatch, EventReceiver, EventSender, Exchange, PeerAddr,
-    Request, ServerInfo,
+    self, AppEvent, Body, BodyPiece, EventReceiver, EventSender, Exchange, PeerAddr, Request,
+    ServerInfo,
 };
-use crate::forwarded;
+use crate::files;
 use crate::http1::chunked::{encode_chunk_size, ChunkedDecoder, Decoded, LAST_CHUNK};
 use crate::http1::response::{
     encode_error, encode_head, BodyFraming, HeadContext, ResponseHead, CONTINUE,
 };
-use crate::http1::{Framing, HeadParser, Limits, RequestError, RequestHead};
+use crate::http1::{Framing, HeadParser, RequestError, RequestHead};
 use crate::logging;
+use crate::metrics;
+use crate::protocol::{self, ConnectionSettings};
 use crate::proxy_protocol::{self, ProxyHeader};
-use crate::supervisor::{message, WorkerLink};
-
-/// Settings shared by every connection of a worker.
-pub struct ConnectionSettings {
-    pub dispatcher: Arc<dyn Dispatch>,
-    pub limits: Limits,
-    /// Idle time allowed between requests on a kept-alive connection.
-    pub keep_alive_timeout: Duration,
-    /// Time allowed for a whole request head to arrive once it has started.
-    pub header_timeout: Duration,
-    /// Time allowed without progress while the app waits for request body bytes.
-    pub body_timeout: Duration,
-    /// Time allowed for a response write to make progress.
-    pub write_timeout: Duration,
-    /// Largest request body accepted (413 beyond).
-    pub max_request_body: u64,
-    /// Peers whose X-Forwarded-* / Forwarded fields are believed.
-    pub forwarded_allow_ips: Networks,
-    /// Whether trusted peers also set the client address.
-    pub forwarded_for: bool,
-    /// Whether connections from `proxy_allow_from` start with a PROXY protocol header.
-    pub proxy_protocol: bool,
-    pub proxy_allow_from: Networks,
-    /// A request running longer is answered 504 (if nothing was sent yet) and cut.
-    pub request_timeout: Option<Duration>,
-    /// Requests after which the worker asks the supervisor to replace it (0: never).
-    pub max_requests: u64,
-    /// Exchanges started by this worker.
-    pub requests: AtomicU64,
-    /// The pipe to the supervisor, when running as a worker.
-    pub link: Option<WorkerLink>,
-}
-
-/// A client socket: TCP or unix.
-pub enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    /// Sends up to `count` bytes of `file` from `offset` with sendfile(2): the kernel copies
-    /// from the page cache to the socket, nothing passes through user space.
-    async fn sendfile(&self, file: &File, offset: &mut i64, count: usize) -> io::Result<usize> {
-        loop {
-            let result = match self {
-                Stream::Tcp(s) => {
-                    s.writable().await?;
-                    s.try_io(Interest::WRITABLE, || sendfile(s, file, offset, count))
-                }
-                Stream::Unix(s) => {
-                    s.writable().await?;
-                    s.try_io(Interest::WRITABLE, || sendfile(s, file, offset, count))
-                }
-            };
-            match result {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return other,
-            }
-        }
-    }
-
-    async fn readable(&self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.readable().await,
-            Stream::Unix(s) => s.readable().await,
-        }
-    }
-}
-
-fn sendfile(out: impl AsFd, file: &File, offset: &mut i64, count: usize) -> io::Result<usize> {
-    nix::sys::sendfile::sendfile(out, file, Some(offset), count).map_err(io::Error::from)
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+use crate::stream::{Rewind, Stream};
+use crate::tls::TlsInfo;
 
 /// Reads what the client sent into `buf`. A connection that holds no buffer (fresh, or idle
 /// past [`IDLE_GRACE`]) takes one only when bytes are there to read, so waiting costs no
@@ -198,6 +76,9 @@ const OUT_BUFFER: usize = 8 * 1024;
 /// allocates nothing. Buffers let go soon are reused by other connections from malloc's free
 /// lists, which keeps the heap from growing during a flood of connections.
 const IDLE_GRACE: Duration = Duration::from_millis(10);
+/// A file sent over TLS is read and encrypted this much at a time: one TLS record's worth of
+/// plaintext (RFC 8446 §5.1: at most 2^14 bytes).
+const FILE_PIECE: usize = 16 * 1024;
 /// Body pieces handed to the app are at most this big (one `read()` round trip each).
 const BODY_PIECE: usize = 64 * 1024;
 /// Content-Length bodies up to this size are read before the app is called.
@@ -238,6 +119,10 @@ struct ResponseProgress {
     status: u16,
     body_bytes: u64,
     complete: bool,
+    /// The access-log record (`None`: the log is off).
+    access: Option<Box<logging::Record>>,
+    /// Counted in the metrics until the exchange ends.
+    flight: metrics::Flight,
 }
 
 struct Connection {
@@ -248,6 +133,8 @@ struct Connection {
     peer: PeerAddr,
     server: Arc<ServerInfo>,
     settings: Arc<ConnectionSettings>,
+    /// What the TLS handshake negotiated, for every exchange's environ (`None`: plaintext).
+    tls: Option<Arc<TlsInfo>>,
     buf: BytesMut,
     /// Response bytes queued for the next write (head, chunk framing, small pieces).
     out: BytesMut,
@@ -267,24 +154,34 @@ struct Connection {
     stopping: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     /// `stopping` has completed (it must not be polled again).
     stop_seen: bool,
+    /// `--http auto` on cleartext: the first bytes are checked for the HTTP/2 preface.
+    sniff_preface: bool,
+    /// The first bytes were the HTTP/2 preface: the connection goes to HTTP/2.
+    preface_seen: bool,
 }
 
-/// Serves one connection until it closes, fails, idles out or the worker shuts down.
-/// `_held_until_closed` (the accept loop's connection permit and liveness token) is dropped
-/// after the socket is closed.
-pub async fn serve(
+/// The HTTP/2 client preface (RFC 9113 §3.4): its request line is no HTTP/1 method's, so a
+/// connection that opens with it cannot be an HTTP/1.1 client's.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves one HTTP/1.1 connection until it closes, fails, idles out or the worker shuts down.
+/// With `sniff_preface`, a connection whose first bytes are the HTTP/2 preface is handed back
+/// (`Some`), with those bytes to replay and the client's address, for [`crate::http2`].
+pub(crate) async fn serve(
     stream: Stream,
     peer: PeerAddr,
     server: Arc<ServerInfo>,
     settings: Arc<ConnectionSettings>,
+    tls: Option<Arc<TlsInfo>>,
     shutdown: watch::Receiver<bool>,
-    _held_until_closed: impl Send,
-) {
+    sniff_preface: bool,
+) -> Option<(Rewind, PeerAddr)> {
     let mut conn = Connection {
         spare_link: None,
         stream,
         peer,
         server,
+        tls,
         parser: HeadParser::new(settings.limits),
         settings,
         // Taken when the client sends bytes and when a response is written (a connection that
@@ -302,19 +199,27 @@ pub async fn serve(
             })
         },
         stop_seen: false,
+        sniff_preface,
+        preface_seen: false,
     };
-    let expects_proxy_header = conn.settings.proxy_protocol
-        && matches!(peer, PeerAddr::Ip(addr) if conn.settings.proxy_allow_from.contains(addr.ip()));
-    if expects_proxy_header && !conn.read_proxy_header().await {
-        return;
+    // Over TLS the PROXY header came before the handshake (see crate::protocol).
+    if conn.tls.is_none()
+        && protocol::expects_proxy_header(&conn.settings, peer)
+        && !conn.read_proxy_header().await
+    {
+        return None;
     }
     loop {
         let head = match conn.read_head(&shutdown).await {
             Ok(Some(head)) => head,
+            Ok(None) if conn.preface_seen => {
+                let replay = std::mem::take(&mut conn.buf).freeze();
+                return Some((Rewind::new(replay, conn.stream), conn.peer));
+            }
             Ok(None) => break,
             Err(error) => {
                 conn.refuse(error).await;
-                return;
+                return None;
             }
         };
         let shutting_down = *shutdown.borrow();
@@ -326,6 +231,12 @@ pub async fn serve(
     }
     // Dropping the stream closes the socket, and close(2) sends the FIN after what is queued,
     // as shutdown(SHUT_WR) would: a shutdown first was one more system call per connection.
+    // TLS says goodbye first (close_notify): without it, a client cannot tell the end of a
+    // close-delimited body from a cut connection, and OpenSSL 3 clients report an error.
+    if conn.stream.is_tls() {
+        let _ = tokio::time::timeout(LINGER_TIME, conn.stream.shutdown()).await;
+    }
+    None
 }
 
 impl Connection {
@@ -365,6 +276,7 @@ impl Connection {
     async fn refuse(&mut self, error: RequestError) {
         tracing::debug!("refused request: {error}");
         let (status, reason) = error.status();
+        metrics::slot().refused(status);
         encode_error(status, reason, &mut self.out);
         if self.flush().await.is_err() {
             return;
@@ -393,16 +305,7 @@ impl Connection {
 
     /// The scheme and client address the app sees, from trusted proxies' fields.
     fn client_view(&self, head: &RequestHead) -> Result<(&'static str, PeerAddr), RequestError> {
-        let default_scheme = self.server.scheme;
-        let PeerAddr::Ip(addr) = self.peer else {
-            return Ok((default_scheme, self.peer));
-        };
-        if !self.settings.forwarded_allow_ips.contains(addr.ip()) {
-            return Ok((default_scheme, self.peer));
-        }
-        let view = forwarded::trusted_view(head, default_scheme, self.settings.forwarded_for)?;
-        let peer = view.address.map_or(self.peer, PeerAddr::Reported);
-        Ok((view.scheme, peer))
+        protocol::client_view(&self.settings, self.peer, self.server.scheme, head)
     }
 
     /// Reads until a whole head is parsed. `Ok(None)`: the connection ends quietly (EOF between
@@ -414,8 +317,19 @@ impl Connection {
         let mut head_deadline: Option<Instant> = None;
         let mut idle_deadline: Option<Instant> = None;
         loop {
-            if let Some(head) = self.parser.parse(&mut self.buf)? {
-                return Ok(Some(head));
+            if self.sniff_preface && !self.buf.is_empty() {
+                let n = self.buf.len().min(PREFACE.len());
+                if self.buf[..n] != PREFACE[..n] {
+                    self.sniff_preface = false; // HTTP/1 after all
+                } else if n == PREFACE.len() {
+                    self.preface_seen = true;
+                    return Ok(None);
+                }
+            }
+            if !self.sniff_preface {
+                if let Some(head) = self.parser.parse(&mut self.buf)? {
+                    return Ok(Some(head));
+                }
             }
             let idle = self.buf.is_empty();
             // Only a kept-alive connection between requests may be closed for a graceful stop.
@@ -493,12 +407,37 @@ impl Connection {
         let is_head_request = head.is_head();
         let expect_continue = head.expect_continue;
         let wants_keep_alive = head.keep_alive;
-        let access = logging::access_log_enabled().then(|| AccessRecord::new(&head, peer));
+        let access = logging::access_record(&head, peer);
         let mut body = match head.framing {
             Framing::None => BodyState::Done,
             Framing::Length(n) => BodyState::Length(n),
             Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new(), 0),
         };
+        let mut progress = ResponseProgress {
+            head_written: false,
+            framing: BodyFraming::Empty,
+            keep_alive: wants_keep_alive && !shutting_down,
+            status: 0,
+            body_bytes: 0,
+            complete: false,
+            access,
+            flight: metrics::Flight::start(),
+        };
+        let ctx = |keep_alive: bool, known_length: Option<u64>| HeadContext {
+            version,
+            is_head_request,
+            keep_alive,
+            known_length,
+        };
+        // A static mount answers here, on this thread, without the app (one lookup, no system
+        // call, when no mount matches). The reply goes out as any response does.
+        if let Some(reply) = self.settings.static_files.respond(&head) {
+            metrics::slot().static_hits.add(1);
+            let head_ctx = ctx(progress.keep_alive, reply.body.as_ref().map(|b| b.len));
+            return self
+                .static_exchange(reply, head_ctx, progress, body, expect_continue)
+                .await;
+        }
         // A Content-Length body up to PREREAD is read here, before the app runs, and goes with
         // the request: the app reads it without a round trip to this thread per piece (the
         // 64 KiB POST workload, one core: 12.9k -> 20.4k req/s, 2.3 -> 0.27 context switches
@@ -529,47 +468,30 @@ impl Connection {
                 peer,
                 scheme,
                 server: self.server.clone(),
+                tls: self.tls.clone(),
             },
             initial_body,
             events: events_tx,
             body: body_rx,
         };
-        let mut progress = ResponseProgress {
-            head_written: false,
-            framing: BodyFraming::Empty,
-            // A body that failed to arrive closes the connection: say so in the response.
-            keep_alive: wants_keep_alive && !shutting_down && !body_failed,
-            status: 0,
-            body_bytes: 0,
-            complete: false,
-        };
+        // A body that failed to arrive closes the connection: say so in the response.
+        progress.keep_alive &= !body_failed;
         if let Err(exchange) = self.settings.dispatcher.dispatch(exchange) {
             drop(exchange);
             tracing::warn!("app thread queue full: answering 503");
             encode_error(503, "Service Unavailable", &mut self.out);
             progress.status = 503;
             let _ = self.flush().await;
-            self.log_access(access, &progress);
+            self.log_access(&mut progress);
             return false;
         }
         let mut continue_sent = false;
         let mut body_error: Option<RequestError> = None;
-        let ctx = |keep_alive: bool, known_length: Option<u64>| HeadContext {
-            version,
-            is_head_request,
-            keep_alive,
-            known_length,
-        };
         let deadline = self
             .settings
             .request_timeout
             .map(|t| tokio::time::Instant::now() + t);
-        let served = self.settings.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        if served == self.settings.max_requests {
-            if let Some(link) = &self.settings.link {
-                link.send(message::MAX_REQUESTS);
-            }
-        }
+        self.count_request();
         // An event taken early while coalescing writes, handled next.
         let mut next: Option<AppEvent> = None;
         loop {
@@ -577,7 +499,7 @@ impl Connection {
                 Some(event) => Some(event),
                 None => tokio::select! {
                     event = events.recv() => event,
-                    () = sleep_until_or_never(deadline) => {
+                    () = protocol::sleep_until_or_never(deadline) => {
                         // --request-timeout: the app thread is stuck; its stack is logged and the
                         // worker recycled on the app side. The client is not kept waiting.
                         tracing::warn!("request timed out: answering 504");
@@ -707,8 +629,46 @@ impl Connection {
         {
             progress.keep_alive = false;
         }
-        self.log_access(access, &progress);
+        self.log_access(&mut progress);
         progress.keep_alive
+    }
+
+    /// Sends a static mount's reply (the rest of [`Connection::exchange`] for a static hit):
+    /// the head, then the file with sendfile; then drains an unread request body. Returns
+    /// whether the connection is kept.
+    async fn static_exchange(
+        &mut self,
+        reply: files::Reply,
+        head_ctx: HeadContext,
+        mut progress: ResponseProgress,
+        mut body: BodyState,
+        expect_continue: bool,
+    ) -> bool {
+        self.count_request();
+        self.start_response(Some(reply.head), &mut progress, head_ctx);
+        let sent = match reply.body {
+            Some(files::FileBody { file, offset, len }) => {
+                self.send_file(file, offset, len, &mut progress).await
+            }
+            None => {
+                self.finish_body(&mut progress);
+                self.flush().await
+            }
+        };
+        if sent.is_err() {
+            progress.keep_alive = false;
+        }
+        // No 100 Continue was sent: a client still waiting to send its body is closed on.
+        if progress.keep_alive && !self.drain_body(&mut body, expect_continue).await {
+            progress.keep_alive = false;
+        }
+        self.log_access(&mut progress);
+        progress.keep_alive
+    }
+
+    /// Counts an exchange for `--max-requests`: at the limit, the worker asks to be replaced.
+    fn count_request(&self) {
+        self.settings.budget.count();
     }
 
     /// Writes the head of the response (once), deciding its framing.
@@ -724,6 +684,7 @@ impl Connection {
         if progress.head_written {
             return;
         }
+        logging::access_response_head(&mut progress.access, &head);
         let (framing, keep_alive) = encode_head(&head, ctx, &mut self.out);
         progress.head_written = true;
         progress.status = head.status;
@@ -803,7 +764,6 @@ impl Connection {
         len: u64,
         progress: &mut ResponseProgress,
     ) -> io::Result<()> {
-        self.flush().await?;
         let count = match progress.framing {
             BodyFraming::Length(remaining) => remaining.min(len),
             BodyFraming::Empty => 0,
@@ -813,24 +773,13 @@ impl Connection {
         let chunked = progress.framing == BodyFraming::Chunked && count > 0;
         if chunked {
             encode_chunk_size(&mut self.out, usize::try_from(count).unwrap_or(usize::MAX));
-            self.flush().await?;
         }
-        let mut position = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let mut left = count;
-        while left > 0 {
-            let chunk = usize::try_from(left).unwrap_or(usize::MAX);
-            let n = tokio::time::timeout(
-                self.settings.write_timeout,
-                self.stream.sendfile(&file, &mut position, chunk),
-            )
-            .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-            if n == 0 {
-                break; // the file is shorter than it was
-            }
-            left -= n as u64;
-            progress.body_bytes += n as u64;
-        }
+        let left = if self.stream.is_tls() {
+            self.send_file_encrypted(&file, offset, count, progress)
+                .await?
+        } else {
+            self.send_file_plain(&file, offset, count, progress).await?
+        };
         if let BodyFraming::Length(remaining) = &mut progress.framing {
             *remaining -= count - left;
         }
@@ -845,6 +794,92 @@ impl Connection {
         }
         self.finish_body(progress);
         self.flush().await
+    }
+
+    /// Sends `count` bytes of `file` from `offset` with sendfile, after what is queued;
+    /// returns how many could not be sent (the file is shorter than it was).
+    async fn send_file_plain(
+        &mut self,
+        file: &File,
+        offset: u64,
+        count: u64,
+        progress: &mut ResponseProgress,
+    ) -> io::Result<u64> {
+        if count > 0 && self.pending_large.is_empty() {
+            self.flush_before_file().await?;
+        } else {
+            self.flush().await?;
+        }
+        let mut position = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let mut left = count;
+        while left > 0 {
+            let chunk = usize::try_from(left).unwrap_or(usize::MAX);
+            let n = tokio::time::timeout(
+                self.settings.write_timeout,
+                self.stream.sendfile(file, &mut position, chunk),
+            )
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            if n == 0 {
+                break; // the file is shorter than it was
+            }
+            left -= n as u64;
+            progress.body_bytes += n as u64;
+        }
+        Ok(left)
+    }
+
+    /// Over TLS the bytes must pass through rustls, so no sendfile: the file is read in pieces
+    /// of one TLS record's worth ([`FILE_PIECE`]) into the output buffer (the first after the
+    /// response head, in the same record) and each is encrypted and written before the next
+    /// is read. A file of any size costs that one bounded buffer. The reads are `pread`s on
+    /// the I/O thread, as sendfile's are: from the page cache, for the files a server sends.
+    async fn send_file_encrypted(
+        &mut self,
+        file: &File,
+        offset: u64,
+        count: u64,
+        progress: &mut ResponseProgress,
+    ) -> io::Result<u64> {
+        let mut position = offset;
+        let mut left = count;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(FILE_PIECE).min(FILE_PIECE);
+            let start = self.out.len();
+            self.out.resize(start + want, 0);
+            let read = file.read_at(&mut self.out[start..], position);
+            let n = *read.as_ref().unwrap_or(&0);
+            self.out.truncate(start + n);
+            read?;
+            if n == 0 {
+                break; // the file is shorter than it was
+            }
+            position += n as u64;
+            left -= n as u64;
+            progress.body_bytes += n as u64;
+            self.flush().await?;
+        }
+        Ok(left)
+    }
+
+    /// Writes the output buffer with `MSG_MORE` (see [`Stream::send_more`]): the file's bytes
+    /// follow at once. Each send bounded by the write timeout.
+    async fn flush_before_file(&mut self) -> io::Result<()> {
+        let mut written = 0;
+        while written < self.out.len() {
+            let n = tokio::time::timeout(
+                self.settings.write_timeout,
+                self.stream.send_more(&self.out[written..]),
+            )
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            written += n;
+        }
+        self.out.clear();
+        Ok(())
     }
 
     fn queue(&mut self, piece: Bytes) {
@@ -879,6 +914,13 @@ impl Connection {
             result
         };
         self.out.clear();
+        if result.is_ok() && self.stream.is_tls() {
+            // rustls takes plaintext as long as its buffer has room and may keep records that
+            // the socket did not take: they must be out before the connection waits to read.
+            return tokio::time::timeout(timeout, self.stream.flush())
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?;
+        }
         result
     }
 
@@ -1004,18 +1046,9 @@ impl Connection {
         }
     }
 
-    fn log_access(&self, access: Option<AccessRecord>, progress: &ResponseProgress) {
-        if let Some(record) = access {
-            logging::write_access_log(record.line(progress.status, progress.body_bytes).as_bytes());
-        }
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+    fn log_access(&self, progress: &mut ResponseProgress) {
+        progress.flight.finish(progress.status);
+        logging::log_access(progress.access.take(), progress.status, progress.body_bytes);
     }
 }
 
@@ -1108,54 +1141,4 @@ async fn write_all_vectored(
         IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
-}
-
-/// What an access-log line needs from the request, gathered only when the log is on.
-struct AccessRecord {
-    remote: String,
-    request_line: String,
-    referer: String,
-    user_agent: String,
-    time: String,
-}
-
-impl AccessRecord {
-    fn new(head: &RequestHead, peer: PeerAddr) -> Self {
-        let text = |b: Option<&[u8]>| {
-            b.map_or_else(
-                || "-".to_owned(),
-                |b| String::from_utf8_lossy(b).into_owned(),
-            )
-        };
-        AccessRecord {
-            remote: match peer {
-                PeerAddr::Ip(addr) => addr.ip().to_string(),
-                PeerAddr::Reported(ip) => ip.to_string(),
-                PeerAddr::Unix => "-".to_owned(),
-            },
-            request_line: format!(
-                "{} {} {}",
-                String::from_utf8_lossy(head.method()),
-                String::from_utf8_lossy(head.target()),
-                head.version.as_str()
-            ),
-            referer: text(head.field("referer")),
-            user_agent: text(head.field("user-agent")),
-            time: crate::logging::common_log_time(std::time::SystemTime::now()),
-        }
-    }
-
-    /// gunicorn's default: `%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"`.
-    fn line(&self, status: u16, body_bytes: u64) -> String {
-        format!(
-            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
-            self.remote,
-            self.time,
-            self.request_line,
-            status,
-            body_bytes,
-            self.referer,
-            self.user_agent
-        )
-    }
 }
