@@ -18,6 +18,8 @@ for version in 3.9 3.13; do
     VIRTUAL_ENV="$PWD/$venv" PATH="$PWD/$venv/bin:$PATH" "$venv/bin/maturin" develop --release --quiet
     echo "test-versions: CPython $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')"
     "$venv/bin/python" -m pytest -q tests \
-        --ignore=tests/test_frameworks.py --ignore=tests/test_examples.py || status=1
+        --ignore=tests/test_frameworks.py --ignore=tests/test_examples.py \
+        --deselect tests/test_http2.py::test_frameworks_serve_json_forms_and_errors_over_h2c \
+        || status=1
 done
 exit $status

@@ -237,6 +237,8 @@ def test_static_hits_are_counted(serve, tmp_path):
     with connect(server.addr) as sock:
         sock.sendall(b"GET /s/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert Reader(sock).response().body == b"static!"
+        # Counted once the exchange is over, which the close says (the body alone races it).
+        assert sock.recv(1) == b""
     samples = metrics.scrape()
     assert value(samples, "wizgy_static_hits_total") == 1
     assert value(samples, "wizgy_requests_total", **{"class": "2xx"}) == 1
