@@ -8,7 +8,7 @@ duration + 10 s), sample the server's process tree from /proc every 100 ms (CPU 
 stop it by PID (SIGINT, then SIGKILL to every PID of the tree after 5 s). Then the Python-only
 cost of each app (bench/pycost.py, pinned to core 0). Raw results: bench/results/results.json.
 
-Environment: BENCH_DURATION (5), BENCH_ROUNDS (3), BENCH_WORKLOADS, BENCH_SERVERS (comma lists),
+Environment: BENCH_DURATION (5), BENCH_ROUNDS (5), BENCH_WORKLOADS, BENCH_SERVERS (comma lists),
 BENCH_CONNECTIONS (64), BENCH_IDLE (5000 idle connections for the idle workload),
 BENCH_QUIET_WAIT (60: most seconds to wait before a run for other programs to go quiet),
 BENCH_QUIET_BUDGET (300: most seconds of such waiting in the whole run), BENCH_RETRY_OTHER
@@ -45,7 +45,7 @@ VENV_BIN = os.path.dirname(sys.executable)
 HOST = "127.0.0.1"
 
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 IDLE = int(os.environ.get("BENCH_IDLE", "5000"))
 WARMUP = 1

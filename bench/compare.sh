@@ -6,6 +6,8 @@
 #   e.g. make build; cp python/wizgy/_native.cpython-311-x86_64-linux-gnu.so /tmp/a.so
 #        (change, make build again) ...            /tmp/b.so
 #        bench/compare.sh hello:app 4 before=/tmp/a.so after=/tmp/b.so
+#   A build may carry options of its own after commas, for an A/B of one build's settings:
+#        bench/compare.sh hello:app 5 off=/tmp/a.so,--inline,off auto=/tmp/a.so
 #
 # Each round starts the server once per build (1 worker, defaults, pinned to core 0), warms up
 # 1 s, then runs wrk (-t1 -c64, pinned to core 1) for BENCH_DURATION seconds (default 3) while
@@ -38,10 +40,11 @@ events=task-clock,context-switches,raw_syscalls:sys_enter,page-faults
 out=$(mktemp)
 
 run_one() {
-    local label=$1 file=$2
+    local label=$1 file=${2%%,*} own=()
+    [ "$file" != "$2" ] && IFS=, read -r -a own <<<"${2#*,}"
     shift 2
     cp "$file" "$so"
-    (cd "$here/apps" && exec taskset -c 0 "$py" -m wizgy --bind "127.0.0.1:$port" "$@" "$app") \
+    (cd "$here/apps" && exec taskset -c 0 "$py" -m wizgy --bind "127.0.0.1:$port" "${own[@]}" "$@" "$app") \
         >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 100); do

@@ -3,7 +3,7 @@
 # from this checkout and the Rust-only ceiling server, runs bench/bench.py (every workload x
 # server x worker count, interleaved) and writes docs/benchmarks.md + docs/benchmarks.png.
 #
-# Knobs (environment): BENCH_DURATION (s per wrk run, default 5), BENCH_ROUNDS (default 3),
+# Knobs (environment): BENCH_DURATION (s per wrk run, default 5), BENCH_ROUNDS (default 5),
 # BENCH_WORKLOADS / BENCH_SERVERS (comma lists, default all), BENCH_SKIP_INSTALL=1 (reuse the
 # venv as it is; wizgy is still rebuilt from the checkout), BENCH_PYTHON (default python3).
 # Everything listens on 127.0.0.1 only; every server is stopped by its PID.

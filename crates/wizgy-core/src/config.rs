@@ -54,6 +54,18 @@ pub struct Config {
     )]
     pub threads: u16,
 
+    /// Where fast requests run the app: `auto` runs a route on the I/O thread itself once it
+    /// has answered quickly without blocking on the app threads (no hand-off between threads),
+    /// and moves it back for good when it is slow; `off` always uses the app threads.
+    #[arg(
+        hide_short_help = true,
+        long,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    pub inline: Inline,
+
     /// Change to this directory before loading the app (it is then first on sys.path).
     /// Default: the current directory.
     #[arg(long, value_name = "DIR")]
@@ -665,6 +677,13 @@ impl Networks {
             _ => false,
         })
     }
+}
+
+/// `--inline`: whether the I/O thread may run the app itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Inline {
+    Auto,
+    Off,
 }
 
 /// `--http`: the HTTP versions wizgy speaks.

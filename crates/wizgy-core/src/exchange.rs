@@ -203,6 +203,9 @@ struct LinkState {
     closed: bool,
     /// The connection's task, waiting for an event.
     receiver: Option<Waker>,
+    /// The app side runs on the connection's own thread (an inline exchange, see
+    /// [`EventSender::set_unbounded`]): it must never wait for room.
+    unbounded: bool,
 }
 
 impl Link {
@@ -223,7 +226,8 @@ impl Link {
 
 impl LinkState {
     fn has_room(&self, bytes: usize) -> bool {
-        self.events.len() < Link::EVENTS && (bytes == 0 || self.queued < Link::BYTES)
+        self.unbounded
+            || self.events.len() < Link::EVENTS && (bytes == 0 || self.queued < Link::BYTES)
     }
 
     /// Wakes a waiting app thread once there is room again (bytes down to the resume mark).
@@ -257,6 +261,19 @@ impl EventSender {
     /// Whether the connection side has closed the link (its exchange is cancelled).
     pub fn is_closed(&self) -> bool {
         self.0.lock().closed
+    }
+
+    /// Lifts the link's bounds for this exchange: the app side runs on the thread that would
+    /// drain the link (inline, on the I/O thread), so waiting for room would wait forever.
+    /// What it queues is bounded by what one call of the app makes; the caller checks
+    /// [`EventSender::queued_bytes`] afterwards and stops running such a route inline.
+    pub fn set_unbounded(&self) {
+        self.0.lock().unbounded = true;
+    }
+
+    /// Response bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.0.lock().queued
     }
 
     /// Queues `event`, waiting (blocking the thread) for room. Fails if the connection is gone.
@@ -442,6 +459,25 @@ mod tests {
         assert!(matches!(rx.try_recv(), Some(AppEvent::ReadBody)));
         assert!(matches!(rx.try_recv(), Some(AppEvent::Send { .. })));
         assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn an_unbounded_link_never_refuses_and_a_relinked_one_is_bounded_again() {
+        let (tx, mut rx) = link();
+        tx.set_unbounded();
+        for _ in 0..Link::EVENTS * 2 {
+            tx.try_send(data(1), 1)
+                .expect("an inline exchange must never wait");
+        }
+        for _ in 0..2 {
+            tx.try_send(data(Link::BYTES), Link::BYTES)
+                .expect("past the byte bound too");
+        }
+        assert_eq!(tx.queued_bytes(), 2 * Link::EVENTS + 2 * Link::BYTES);
+        drop(tx);
+        let tx = rx.relink().expect("no sender left");
+        tx.try_send(data(Link::BYTES), Link::BYTES).expect("room");
+        assert!(matches!(tx.try_send(data(1), 1), Err(SendError::Full(_))));
     }
 
     #[test]

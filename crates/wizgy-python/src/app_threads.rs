@@ -18,6 +18,7 @@ use wizgy_core::exchange::{Dispatch, Exchange};
 use wizgy_core::supervisor::{message, WorkerLink};
 
 use crate::apps::Apps;
+use crate::inline::{self, Routes};
 use crate::wsgi::environ::EnvironShared;
 use crate::wsgi::exchange;
 
@@ -77,6 +78,8 @@ struct Pool {
     gil_busy_after: u64,
     /// No thread is woken before this time (as [`Pool::now`]); see [`GIL_BUSY_BACKOFF`].
     hold_wakes_until: AtomicU64,
+    /// With `--inline auto`: how fast each route has been (see [`crate::inline`]).
+    routes: Option<Routes>,
 }
 
 struct State {
@@ -140,6 +143,13 @@ impl Pool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// No app thread is awake and nothing waits: the GIL is (as far as the pool knows) free,
+    /// and an exchange run now jumps no queue.
+    fn is_idle(&self) -> bool {
+        let state = self.lock();
+        state.awake == 0 && state.queue.is_empty() && !state.closed
     }
 
     /// Picks a parked thread to wake if queued work is waiting and no awake thread can take
@@ -245,10 +255,74 @@ impl Pool {
 }
 
 /// The dispatcher handed to the connections; dropping the last one closes the pool.
-struct Queue(Arc<Pool>);
+struct Queue(Arc<Pool>, Option<Inline>);
+
+/// What the I/O thread needs to run an exchange itself.
+struct Inline {
+    app: Arc<Apps>,
+    shared: Arc<EnvironShared>,
+    /// The watchdog's slot for inline calls, with `--request-timeout`.
+    slot: Option<(Arc<Vec<Slot>>, usize)>,
+}
+
+impl Queue {
+    /// Runs `exchange` on this thread (the I/O thread) if its route has proven fast, its body
+    /// is all here, and no app thread is busy; otherwise gives it back.
+    fn try_inline(&self, exchange: Exchange) -> Result<(), Exchange> {
+        let (Some(inline), Some(routes)) = (&self.1, &self.0.routes) else {
+            return Err(exchange);
+        };
+        if exchange.body.is_some() {
+            return Err(exchange);
+        }
+        let route = Routes::key(&exchange.request.head);
+        if !routes.ready(route) || !self.0.is_idle() {
+            return Err(exchange);
+        }
+        let first = inline::keep_thread_state();
+        let slot = inline.slot.as_ref().map(|(slots, index)| &slots[*index]);
+        if let Some(slot) = slot {
+            if first {
+                slot.ident.store(python_ident(), Ordering::Relaxed);
+            }
+            *lock(&slot.current) = Some(InFlight::of(&exchange));
+        }
+        if wizgy_core::metrics::is_enabled() {
+            // It waited for no thread: counted, so every app exchange is one observation.
+            wizgy_core::metrics::queue_waited(Duration::ZERO);
+        }
+        exchange.events.set_unbounded();
+        let events = exchange.events.clone();
+        let started = Instant::now();
+        Python::attach(|py| {
+            let run = std::panic::AssertUnwindSafe(|| {
+                exchange::run(py, &inline.app, &inline.shared, exchange)
+            });
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!("internal error while running an exchange (see the panic above)");
+            }
+        });
+        let took = started.elapsed();
+        let held = events.queued_bytes();
+        drop(events);
+        if let Some(slot) = slot {
+            *lock(&slot.current) = None;
+        }
+        if took >= inline::FAST || held > inline::BIG {
+            routes.demote(route);
+            tracing::debug!(
+                "a route run inline took {took:?} and made {held} bytes: back to the app threads"
+            );
+        }
+        Ok(())
+    }
+}
 
 impl Dispatch for Queue {
     fn dispatch(&self, exchange: Exchange) -> Result<(), Box<Exchange>> {
+        let Err(exchange) = self.try_inline(exchange) else {
+            return Ok(());
+        };
         let pool = &self.0;
         let (wake, wake_monitor) = {
             let mut state = pool.lock();
@@ -306,6 +380,7 @@ impl AppThreads {
         shared: EnvironShared,
         count: usize,
         watchdog: Option<Watchdog>,
+        inline: bool,
     ) -> std::io::Result<(AppThreads, Arc<dyn Dispatch>)> {
         let pool = Arc::new(Pool {
             state: Mutex::new(State {
@@ -323,14 +398,21 @@ impl AppThreads {
             monitor_idle: AtomicBool::new(false),
             gil_busy_after: gil_busy_after(),
             hold_wakes_until: AtomicU64::new(0),
+            routes: inline.then(Routes::default),
         });
-        // Made first: if a spawn below fails, dropping it lets the started threads exit.
-        let queue = Queue(pool.clone());
         let app = Arc::new(app);
         let shared = Arc::new(shared);
+        // One slot per thread, and one for inline calls on the I/O thread.
         let slots: Option<Arc<Vec<Slot>>> = watchdog
             .as_ref()
-            .map(|_| Arc::new((0..count).map(|_| Slot::default()).collect()));
+            .map(|_| Arc::new((0..=count).map(|_| Slot::default()).collect()));
+        let inline = inline.then(|| Inline {
+            app: app.clone(),
+            shared: shared.clone(),
+            slot: slots.clone().map(|slots| (slots, count)),
+        });
+        // Made first: if a spawn below fails, dropping it lets the started threads exit.
+        let queue = Queue(pool.clone(), inline);
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
             let (app, shared, pool) = (app.clone(), shared.clone(), pool.clone());
@@ -393,6 +475,32 @@ struct InFlight {
     reported: bool,
 }
 
+impl InFlight {
+    fn of(work: &Exchange) -> InFlight {
+        let head = &work.request.head;
+        let what = format!(
+            "{} {}",
+            String::from_utf8_lossy(head.method()),
+            String::from_utf8_lossy(head.target())
+        );
+        InFlight {
+            started: Instant::now(),
+            what,
+            reported: false,
+        }
+    }
+}
+
+/// `threading.get_ident()` of the calling thread (0 if it cannot be had).
+fn python_ident() -> u64 {
+    Python::attach(|py| {
+        py.import("threading")
+            .and_then(|t| t.call_method0("get_ident"))
+            .and_then(|i| i.extract::<u64>())
+            .unwrap_or(0)
+    })
+}
+
 fn serve(
     app: &Apps,
     shared: &EnvironShared,
@@ -405,12 +513,7 @@ fn serve(
     let slot = slot.as_ref().map(|(slots, index)| &slots[*index]);
     Python::attach(|py| {
         if let Some(slot) = slot {
-            let ident = py
-                .import("threading")
-                .and_then(|t| t.call_method0("get_ident"))
-                .and_then(|i| i.extract::<u64>())
-                .unwrap_or(0);
-            slot.ident.store(ident, Ordering::Relaxed);
+            slot.ident.store(python_ident(), Ordering::Relaxed);
         }
         // The GIL is kept from one queued exchange to the next; it is released only to park.
         let wait = |member: &Member| {
@@ -422,23 +525,23 @@ fn serve(
         };
         while let Some(work) = pool.next(index, wait) {
             if let Some(slot) = slot {
-                let head = &work.request.head;
-                let what = format!(
-                    "{} {}",
-                    String::from_utf8_lossy(head.method()),
-                    String::from_utf8_lossy(head.target())
-                );
-                *lock(&slot.current) = Some(InFlight {
-                    started: Instant::now(),
-                    what,
-                    reported: false,
-                });
+                *lock(&slot.current) = Some(InFlight::of(&work));
             }
+            // What inline dispatch learns from: how long a route's calls take here. Only
+            // requests whose body is all read could run inline.
+            let route = pool
+                .routes
+                .as_ref()
+                .filter(|_| work.body.is_none())
+                .map(|routes| (routes, Routes::key(&work.request.head), Instant::now()));
             // A bug on our side must not take an app thread with it: the exchange's channels
             // are dropped with it, so its connection answers 500, and the thread goes on.
             let run = std::panic::AssertUnwindSafe(|| exchange::run(py, app, shared, work));
             if std::panic::catch_unwind(run).is_err() {
                 tracing::error!("internal error while running an exchange (see the panic above)");
+            }
+            if let Some((routes, key, started)) = route {
+                routes.learned(key, started.elapsed());
             }
             if let Some(slot) = slot {
                 *lock(&slot.current) = None;

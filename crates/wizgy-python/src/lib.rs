@@ -4,6 +4,7 @@
 //! - [`entry`]: `main(argv)` and `serve(app, argv)`: options, logging, listeners, app loading.
 //! - [`app_threads`]: the pool of app threads that run exchanges, holding the GIL only while
 //!   Python runs.
+//! - [`inline`]: which routes the I/O thread runs itself (`--inline`).
 //! - [`worker`]: forking through CPython and a worker's life in the child.
 //! - [`wsgi`]: PEP 3333 itself: environ, start_response, wsgi.input, wsgi.errors,
 //!   wsgi.file_wrapper, and driving the response iterable.
@@ -11,6 +12,7 @@
 mod app_threads;
 mod apps;
 mod entry;
+mod inline;
 mod worker;
 mod wsgi;
 

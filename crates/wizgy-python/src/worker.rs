@@ -155,7 +155,13 @@ pub fn serve_in_process(
         config.workers > 1,
         config.root_path.clone(),
     )?;
-    let (pool, dispatcher) = AppThreads::start(app, shared, threads, watchdog)?;
+    let (pool, dispatcher) = AppThreads::start(
+        app,
+        shared,
+        threads,
+        watchdog,
+        config.inline == wizgy_core::config::Inline::Auto,
+    )?;
     let served = py.detach(move || {
         let served = server::run(listeners, dispatcher, options);
         pool.join(APP_THREAD_GRACE);
