@@ -268,16 +268,16 @@ struct Inline {
 impl Queue {
     /// Runs `exchange` on this thread (the I/O thread) if its route has proven fast, its body
     /// is all here, and no app thread is busy; otherwise gives it back.
-    fn try_inline(&self, exchange: Exchange) -> Result<(), Exchange> {
+    fn try_inline(&self, exchange: Exchange) -> Option<Exchange> {
         let (Some(inline), Some(routes)) = (&self.1, &self.0.routes) else {
-            return Err(exchange);
+            return Some(exchange);
         };
         if exchange.body.is_some() {
-            return Err(exchange);
+            return Some(exchange);
         }
         let route = Routes::key(&exchange.request.head);
         if !routes.ready(route) || !self.0.is_idle() {
-            return Err(exchange);
+            return Some(exchange);
         }
         let first = inline::keep_thread_state();
         let slot = inline.slot.as_ref().map(|(slots, index)| &slots[*index]);
@@ -314,13 +314,13 @@ impl Queue {
                 "a route run inline took {took:?} and made {held} bytes: back to the app threads"
             );
         }
-        Ok(())
+        None
     }
 }
 
 impl Dispatch for Queue {
     fn dispatch(&self, exchange: Exchange) -> Result<(), Box<Exchange>> {
-        let Err(exchange) = self.try_inline(exchange) else {
+        let Some(exchange) = self.try_inline(exchange) else {
             return Ok(());
         };
         let pool = &self.0;
