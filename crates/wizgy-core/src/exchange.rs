@@ -339,6 +339,11 @@ impl Drop for EventSender {
 pub struct EventReceiver(Arc<Link>);
 
 impl EventReceiver {
+    /// Whether an event is waiting already (the app side ran during the dispatch: inline).
+    pub fn has_events(&self) -> bool {
+        !self.0.lock().events.is_empty()
+    }
+
     /// The next event; `None` once every sender is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<AppEvent> {
         std::future::poll_fn(|cx| {
@@ -417,6 +422,38 @@ impl EventReceiver {
 impl Drop for EventReceiver {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Responses answered during their dispatch (run inline), one busy spell of the I/O thread at
+/// a time. The first of a spell is written at once; each later one waits for the other tasks
+/// the loop has ready to run first (`yield_now`), so their responses go out together and the
+/// client, a load generator or proxy on another core, is woken once per batch instead of once
+/// per response (a cross-core wake-up, costly on a VM), as it is when app threads hand back a
+/// batch. The first is not delayed: alone (one connection), a yield would only cost the loop
+/// an extra turn. Measured, 1 worker on one core, wrk -c64, flask run inline: 116-137 µs of CPU
+/// per request without the yield, 65-78 with it (on the app threads: 65-79), the difference
+/// all in waking wrk; hello at 4 connections, yielding always: +5 %, hence the first-is-free
+/// rule.
+pub mod batch {
+    use std::cell::Cell;
+
+    thread_local! {
+        static ANSWERED: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Called by the runtime each time its I/O thread goes idle: a busy spell ended.
+    pub fn idle() {
+        ANSWERED.with(|n| n.set(0));
+    }
+
+    /// Counts an inline answer; whether to yield before writing it.
+    pub fn answered_inline() -> bool {
+        ANSWERED.with(|n| {
+            let before = n.get();
+            n.set(before.saturating_add(1));
+            before > 0
+        })
     }
 }
 

@@ -212,6 +212,7 @@ pub fn run(
         .worker_threads(1)
         .thread_name("wizgy-io")
         .on_thread_start(tune_worker_thread)
+        .on_thread_park(crate::exchange::batch::idle)
         .enable_all()
         .build()?;
     let settings = Arc::new(ConnectionSettings {

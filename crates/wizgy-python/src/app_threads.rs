@@ -6,8 +6,8 @@
 //! per-thread database connections) survives from one request to the next.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -80,11 +80,38 @@ struct Pool {
     hold_wakes_until: AtomicU64,
     /// With `--inline auto`: how fast each route has been (see [`crate::inline`]).
     routes: Option<Routes>,
+    /// App threads that hold the GIL or are about to take it. A thread counts itself out only
+    /// once it has let the GIL go to park, which is after it left `awake`: without this, an
+    /// inline call started in that window (the parking thread preempted, on a busy core)
+    /// waits for the GIL, runs slow and demotes its route (measured: at 64 connections, 2
+    /// runs in 3 demoted hello for the whole run).
+    in_python: AtomicUsize,
+    /// No inline call starts before this time (as [`Pool::now`]): an inline call that found
+    /// the GIL taken by a thread that is not ours (the app's own) holds them all off a while.
+    hold_inline_until: AtomicU64,
+    /// The I/O thread is taking the GIL to run queued proven work itself (see
+    /// [`Queue::try_inline`]): app threads take no more exchanges and park as they finish.
+    io_waiting: AtomicBool,
+    /// Signalled, while `io_waiting`, when an app thread has parked and let the GIL go.
+    parked: Condvar,
+}
+
+/// A queued exchange.
+struct Queued {
+    work: Exchange,
+    /// When it was queued (as [`Pool::now`]).
+    at: u64,
+    /// Its slot in the route table, when inline dispatch learns from it (its body is all read).
+    route: Option<usize>,
+    /// Its route had proven fast when it was queued: it could have run inline.
+    proven: bool,
 }
 
 struct State {
-    /// Exchanges and when they were queued (as [`Pool::now`]).
-    queue: VecDeque<(Exchange, u64)>,
+    queue: VecDeque<Queued>,
+    /// Exchanges queued or running on app threads whose route had not proven fast: while there
+    /// is none, every exchange the app threads hold is fast, and the I/O thread may take over.
+    unproven: usize,
     /// Parked threads, the most recently parked last.
     idle: Vec<usize>,
     /// Threads not parked (including those starting).
@@ -145,18 +172,21 @@ impl Pool {
         lock(&self.state)
     }
 
-    /// No app thread is awake and nothing waits: the GIL is (as far as the pool knows) free,
-    /// and an exchange run now jumps no queue.
-    fn is_idle(&self) -> bool {
-        let state = self.lock();
-        state.awake == 0 && state.queue.is_empty() && !state.closed
+    /// The first queued exchange if its route had proven fast.
+    fn pop_proven(&self) -> Option<Queued> {
+        let mut state = self.lock();
+        if state.queue.front()?.proven {
+            state.queue.pop_front()
+        } else {
+            None
+        }
     }
 
     /// Picks a parked thread to wake if queued work is waiting and no awake thread can take
     /// it soon. Called with the lock held; the caller unparks the thread after unlocking.
     fn helper(&self, state: &mut State, now: u64) -> Option<usize> {
-        let (_, queued) = state.queue.front()?;
-        if state.idle.is_empty() {
+        let queued = &state.queue.front()?.at;
+        if state.idle.is_empty() || self.io_waiting.load(Ordering::Acquire) {
             return None;
         }
         if state.awake > 0 {
@@ -178,13 +208,22 @@ impl Pool {
 
     /// The next exchange for thread `index`, parking (via `wait`) while there is none;
     /// `None` once the pool is closed and drained. `wait` returns how long (µs) the thread
-    /// waited for the GIL after it was woken.
-    fn next(&self, index: usize, wait: impl Fn(&Member) -> u64) -> Option<Exchange> {
+    /// waited for the GIL after it was woken. `finished_unproven`: the thread's last exchange,
+    /// now done, was not proven fast.
+    fn next(
+        &self,
+        index: usize,
+        mut finished_unproven: bool,
+        wait: impl Fn(&Member) -> u64,
+    ) -> Option<Queued> {
         let member = &self.threads[index];
         let mut gil_wait = 0;
         loop {
             {
                 let mut state = self.lock();
+                if std::mem::take(&mut finished_unproven) {
+                    state.unproven -= 1;
+                }
                 let now = self.now();
                 let since = member.since.load(Ordering::Relaxed);
                 if since == STARTING {
@@ -196,14 +235,16 @@ impl Pool {
                     let until = now + GIL_BUSY_BACKOFF.as_micros() as u64;
                     self.hold_wakes_until.store(until, Ordering::Relaxed);
                 }
-                if let Some((work, queued)) = (!busy).then(|| state.queue.pop_front()).flatten() {
+                // While the I/O thread takes over, threads finish what they hold and park.
+                let take = !busy && !self.io_waiting.load(Ordering::Acquire);
+                if let Some(job) = take.then(|| state.queue.pop_front()).flatten() {
                     if wizgy_core::metrics::is_enabled() {
-                        let waited = Duration::from_micros(now.saturating_sub(queued));
+                        let waited = Duration::from_micros(now.saturating_sub(job.at));
                         wizgy_core::metrics::queue_waited(waited);
                     }
                     member.since.store(now, Ordering::Relaxed);
                     state.latest_start = now;
-                    return Some(work);
+                    return Some(job);
                 }
                 if state.closed {
                     state.awake -= 1;
@@ -254,6 +295,10 @@ impl Pool {
     }
 }
 
+/// The longest the I/O thread waits for busy app threads to park when it takes over their
+/// queue (their calls are proven under [`inline::FAST`] each).
+const TAKEOVER_WAIT: Duration = Duration::from_millis(2);
+
 /// The dispatcher handed to the connections; dropping the last one closes the pool.
 struct Queue(Arc<Pool>, Option<Inline>);
 
@@ -266,71 +311,171 @@ struct Inline {
 }
 
 impl Queue {
-    /// Runs `exchange` on this thread (the I/O thread) if its route has proven fast, its body
-    /// is all here, and no app thread is busy; otherwise gives it back.
-    fn try_inline(&self, exchange: Exchange) -> Option<Exchange> {
+    /// Runs `exchange` (its route, `route`, has proven fast and its body is all here) on this
+    /// thread, the I/O thread, if the GIL is free or about to be; otherwise gives it back.
+    ///
+    /// Two ways in. Idle: no app thread is awake or holds the GIL and nothing is queued. Or
+    /// takeover: app threads are busy, but only with proven-fast exchanges. Left alone, such a
+    /// pool never goes idle under steady load (each response brings the next request, queued
+    /// before the threads drain), and a fast app stays on the slower path for good (measured:
+    /// flask at 64 connections, every call on the app threads). So the I/O thread tells the
+    /// threads to park as they finish, takes the GIL (waiting at most for the calls they are
+    /// in, each proven under [`inline::FAST`]), runs this exchange and then the queued ones,
+    /// all proven, itself. The pool is then idle, and later requests run inline directly.
+    fn try_inline(&self, exchange: Exchange, route: usize) -> Option<Exchange> {
         let (Some(inline), Some(routes)) = (&self.1, &self.0.routes) else {
             return Some(exchange);
         };
-        if exchange.body.is_some() {
-            return Some(exchange);
-        }
-        let route = Routes::key(&exchange.request.head);
-        if !routes.ready(route) || !self.0.is_idle() {
-            return Some(exchange);
-        }
-        let first = inline::keep_thread_state();
-        let slot = inline.slot.as_ref().map(|(slots, index)| &slots[*index]);
-        if let Some(slot) = slot {
-            if first {
-                slot.ident.store(python_ident(), Ordering::Relaxed);
+        let pool = &self.0;
+        let takeover = {
+            let mut state = pool.lock();
+            if state.closed || pool.now() < pool.hold_inline_until.load(Ordering::Relaxed) {
+                return Some(exchange);
             }
-            *lock(&slot.current) = Some(InFlight::of(&exchange));
+            let parked =
+                |state: &State| state.awake == 0 && pool.in_python.load(Ordering::Acquire) == 0;
+            let idle = parked(&state) && state.queue.is_empty();
+            if !idle && state.unproven > 0 {
+                return Some(exchange);
+            }
+            if !idle {
+                // Wait (bounded) for the threads to park: run beside them, a call would wait
+                // for the GIL whenever theirs let it go, measure slow and demote its route.
+                pool.io_waiting.store(true, Ordering::Release);
+                let deadline = Instant::now() + TAKEOVER_WAIT;
+                while !parked(&state) {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        pool.io_waiting.store(false, Ordering::Release);
+                        return Some(exchange); // queued, and a thread woken, by dispatch
+                    }
+                    state = pool
+                        .parked
+                        .wait_timeout(state, left)
+                        .map_or_else(|poisoned| poisoned.into_inner().0, |(state, _)| state);
+                }
+            }
+            !idle
+        };
+        if inline::keep_thread_state() {
+            if let Some((slots, index)) = &inline.slot {
+                slots[*index].ident.store(python_ident(), Ordering::Relaxed);
+            }
         }
         if wizgy_core::metrics::is_enabled() {
             // It waited for no thread: counted, so every app exchange is one observation.
             wizgy_core::metrics::queue_waited(Duration::ZERO);
         }
+        let asked = Instant::now();
+        let gil_wait = Python::attach(|py| {
+            let gil_wait = asked.elapsed();
+            self.run_inline(py, inline, routes, exchange, route);
+            if takeover {
+                // The queue, all proven fast, drains here.
+                while let Some(Queued {
+                    work, at, route, ..
+                }) = pool.pop_proven()
+                {
+                    if wizgy_core::metrics::is_enabled() {
+                        let waited = Duration::from_micros(pool.now().saturating_sub(at));
+                        wizgy_core::metrics::queue_waited(waited);
+                    }
+                    let route = route.expect("a proven exchange has a route");
+                    self.run_inline(py, inline, routes, work, route);
+                }
+            }
+            gil_wait
+        });
+        if takeover {
+            pool.io_waiting.store(false, Ordering::Release);
+            // Whatever is left (nothing, while this thread is the only one that queues) goes
+            // back to the app threads.
+            let wake = pool.helper(&mut pool.lock(), pool.now());
+            if let Some(index) = wake {
+                pool.threads[index].unpark();
+            }
+        }
+        // Idle, the GIL should have been free; taking over, the threads' calls are proven fast.
+        if gil_wait >= inline::FAST {
+            let until = pool.now() + inline::GIL_TAKEN_BACKOFF.as_micros() as u64;
+            pool.hold_inline_until.store(until, Ordering::Relaxed);
+            tracing::debug!("an inline call waited {gil_wait:?} for the GIL: inline paused");
+        }
+        None
+    }
+
+    /// Runs one exchange on the I/O thread, which holds the GIL; demotes its route if it
+    /// turned out slow or big.
+    fn run_inline(
+        &self,
+        py: Python<'_>,
+        inline: &Inline,
+        routes: &Routes,
+        exchange: Exchange,
+        route: usize,
+    ) {
+        let slot = inline.slot.as_ref().map(|(slots, index)| &slots[*index]);
+        if let Some(slot) = slot {
+            *lock(&slot.current) = Some(InFlight::of(&exchange));
+        }
         exchange.events.set_unbounded();
         let events = exchange.events.clone();
         let started = Instant::now();
-        Python::attach(|py| {
-            let run = std::panic::AssertUnwindSafe(|| {
-                exchange::run(py, &inline.app, &inline.shared, exchange)
-            });
-            if std::panic::catch_unwind(run).is_err() {
-                tracing::error!("internal error while running an exchange (see the panic above)");
-            }
+        let run = std::panic::AssertUnwindSafe(|| {
+            exchange::run(py, &inline.app, &inline.shared, exchange)
         });
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("internal error while running an exchange (see the panic above)");
+        }
         let took = started.elapsed();
         let held = events.queued_bytes();
         drop(events);
         if let Some(slot) = slot {
             *lock(&slot.current) = None;
         }
-        if took >= inline::FAST || held > inline::BIG {
+        if held > inline::BIG {
             routes.demote(route);
-            tracing::debug!(
-                "a route run inline took {took:?} and made {held} bytes: back to the app threads"
-            );
+            tracing::debug!("a route run inline made {held} bytes: back to the app threads");
+        } else if took >= inline::FAST {
+            routes.suspect(route);
+            tracing::debug!("a route run inline took {took:?}: its next call on an app thread");
         }
-        None
     }
 }
 
 impl Dispatch for Queue {
     fn dispatch(&self, exchange: Exchange) -> Result<(), Box<Exchange>> {
-        let Some(exchange) = self.try_inline(exchange) else {
-            return Ok(());
-        };
         let pool = &self.0;
+        // Inline dispatch learns from, and may run, only exchanges whose body is all read.
+        let route = pool
+            .routes
+            .as_ref()
+            .filter(|_| self.1.is_some() && exchange.body.is_none())
+            .map(|routes| {
+                let key = Routes::key(&exchange.request.head);
+                (key, routes.ready(key))
+            });
+        let proven = matches!(route, Some((_, true)));
+        let exchange = match route {
+            Some((key, true)) => match self.try_inline(exchange, key) {
+                Some(exchange) => exchange,
+                None => return Ok(()),
+            },
+            _ => exchange,
+        };
         let (wake, wake_monitor) = {
             let mut state = pool.lock();
             if state.queue.len() >= pool.limit || state.closed {
                 return Err(Box::new(exchange));
             }
             let now = pool.now();
-            state.queue.push_back((exchange, now));
+            state.queue.push_back(Queued {
+                work: exchange,
+                at: now,
+                route: route.map(|(key, _)| key),
+                proven,
+            });
+            state.unproven += usize::from(!proven);
             let wake = pool.helper(&mut state, now);
             // Work left waiting while threads are parked: the monitor must watch it. (It sets
             // the flag under this lock, so the check cannot miss it going to sleep.)
@@ -385,6 +530,7 @@ impl AppThreads {
         let pool = Arc::new(Pool {
             state: Mutex::new(State {
                 queue: VecDeque::with_capacity(count * QUEUE_PER_THREAD),
+                unproven: 0,
                 idle: Vec::with_capacity(count),
                 awake: count,
                 starting: 0,
@@ -399,6 +545,10 @@ impl AppThreads {
             gil_busy_after: gil_busy_after(),
             hold_wakes_until: AtomicU64::new(0),
             routes: inline.then(Routes::default),
+            in_python: AtomicUsize::new(count),
+            hold_inline_until: AtomicU64::new(0),
+            io_waiting: AtomicBool::new(false),
+            parked: Condvar::new(),
         });
         let app = Arc::new(app);
         let shared = Arc::new(shared);
@@ -518,36 +668,49 @@ fn serve(
         // The GIL is kept from one queued exchange to the next; it is released only to park.
         let wait = |member: &Member| {
             let woken = py.detach(|| {
+                pool.in_python.fetch_sub(1, Ordering::Release);
+                if pool.io_waiting.load(Ordering::Acquire) {
+                    // Under the lock, so the I/O thread cannot miss it between check and wait.
+                    drop(pool.lock());
+                    pool.parked.notify_all();
+                }
                 member.park(None);
+                pool.in_python.fetch_add(1, Ordering::Acquire);
                 Instant::now()
             });
             woken.elapsed().as_micros() as u64
         };
-        while let Some(work) = pool.next(index, wait) {
+        let mut finished_unproven = false;
+        while let Some(job) = pool.next(index, finished_unproven, wait) {
+            let Queued {
+                work,
+                route,
+                proven,
+                ..
+            } = job;
+            finished_unproven = !proven;
             if let Some(slot) = slot {
                 *lock(&slot.current) = Some(InFlight::of(&work));
             }
-            // What inline dispatch learns from: how long a route's calls take here. Only
-            // requests whose body is all read could run inline.
-            let route = pool
-                .routes
-                .as_ref()
-                .filter(|_| work.body.is_none())
-                .map(|routes| (routes, Routes::key(&work.request.head), Instant::now()));
+            // What inline dispatch learns from: how long a route's calls take here.
+            let route = route
+                .zip(pool.routes.as_ref())
+                .map(|(key, routes)| (routes, key, inline::Judge::start()));
             // A bug on our side must not take an app thread with it: the exchange's channels
             // are dropped with it, so its connection answers 500, and the thread goes on.
             let run = std::panic::AssertUnwindSafe(|| exchange::run(py, app, shared, work));
             if std::panic::catch_unwind(run).is_err() {
                 tracing::error!("internal error while running an exchange (see the panic above)");
             }
-            if let Some((routes, key, started)) = route {
-                routes.learned(key, started.elapsed());
+            if let Some((routes, key, judge)) = route {
+                routes.learned(key, judge.took());
             }
             if let Some(slot) = slot {
                 *lock(&slot.current) = None;
             }
         }
     });
+    pool.in_python.fetch_sub(1, Ordering::Release);
 }
 
 /// [`Pool::gil_busy_after`] from the interpreter's switch interval (`sys.setswitchinterval`).

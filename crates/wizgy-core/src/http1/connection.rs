@@ -485,6 +485,8 @@ impl Connection {
             self.log_access(&mut progress);
             return false;
         }
+        // Answered during the dispatch (run inline): see exchange::batch.
+        let mut answered_inline = events.has_events();
         let mut continue_sent = false;
         let mut body_error: Option<RequestError> = None;
         let deadline = self
@@ -572,6 +574,12 @@ impl Connection {
                             }
                             None => break,
                         }
+                    }
+                    // See exchange::batch: the responses of a busy spell go out together.
+                    if std::mem::take(&mut answered_inline)
+                        && crate::exchange::batch::answered_inline()
+                    {
+                        tokio::task::yield_now().await;
                     }
                     let written = self.flush().await;
                     events.written(taken);
