@@ -1106,6 +1106,9 @@ def main():
     # that; a handled SIGINT is reset to the default in them at exec, so they stop on SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.makedirs(LOGS, exist_ok=True)
+    # The source as run.sh built it, just before this started: edits made while the run goes
+    # on are not in the build and must not mark it.
+    source = git_state()
     raise_nofile()
     workloads = selected("BENCH_WORKLOADS", WORKLOADS)
     servers = selected("BENCH_SERVERS", SERVERS)
@@ -1188,7 +1191,7 @@ def main():
         },
         "machine": machine(),
         "versions": versions(),
-        "wizgy_source": git_state(),
+        "wizgy_source": source,
         "install_seconds": int(os.environ.get("BENCH_INSTALL_SECONDS", "0")),
         "bench_seconds": round(time.time() - started),
         "missing": missing,
