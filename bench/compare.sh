@@ -29,28 +29,19 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
     shift
 done
 [ "${1:-}" = "--" ] && shift
-py="$root/.venv/bin/python"
-so=$(ls "$root"/python/wizgy/_native.cpython-311-*.so)
-saved=$(mktemp)
-cp "$so" "$saved"
-trap 'cp "$saved" "$so"; rm -f "$saved"' EXIT
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+swap_builds
 port=${BENCH_PORT:-8119}
 duration=${BENCH_DURATION:-3}
 events=task-clock,context-switches,raw_syscalls:sys_enter,page-faults
 out=$(mktemp)
 
 run_one() {
-    local label=$1 file=${2%%,*} own=()
-    [ "$file" != "$2" ] && IFS=, read -r -a own <<<"${2#*,}"
+    local label=$1
+    use_build "$2"
     shift 2
-    cp "$file" "$so"
-    (cd "$here/apps" && exec taskset -c 0 "$py" -m wizgy --bind "127.0.0.1:$port" "${own[@]}" "$@" "$app") \
-        >/dev/null 2>&1 &
-    local pid=$!
-    for _ in $(seq 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/" && break
-        sleep 0.1
-    done
+    start_wizgy "$port" "$app" "${build_args[@]}" "$@"
     local worker
     worker=$(ss -ltnpH "sport = :$port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
     taskset -c 1 timeout 20 wrk -t1 -c64 -d1s ${WRKARGS:-} "http://127.0.0.1:$port/" >/dev/null
@@ -61,10 +52,7 @@ run_one() {
     local wrk=$!
     perf stat -x, -e "$events" -p "$worker" -o "$stat" -- sleep "$duration" 2>/dev/null || true
     wait "$wrk" || true
-    kill -INT "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_wizgy
     local rps p99
     rps=$(awk '/Requests\/sec/{print $2}' "$stat.wrk")
     # wrk prints the 99th percentile as e.g. "99%    1.87ms" (us, ms or s): in ms here.

@@ -13,26 +13,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 rounds=$1
 shift
-py="$root/.venv/bin/python"
-so=$(ls "$root"/python/wizgy/_native.cpython-311-*.so)
-saved=$(mktemp)
-cp "$so" "$saved"
-trap 'cp "$saved" "$so"; rm -f "$saved"' EXIT
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+swap_builds
 port=${BENCH_PORT:-8131}
 slow=${BENCH_SLOW:-64}
 fast=${BENCH_FAST:-2000}
 
 one() {
-    local label=$1 file=${2%%,*} own=()
-    [ "$file" != "$2" ] && IFS=, read -r -a own <<<"${2#*,}"
-    cp "$file" "$so"
-    (cd "$here/apps" && exec taskset -c 0 "$py" -m wizgy --bind "127.0.0.1:$port" "${own[@]}" mixed:app) \
-        >/dev/null 2>&1 &
-    local pid=$!
-    for _ in $(seq 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/" && break
-        sleep 0.1
-    done
+    local label=$1
+    use_build "$2"
+    start_wizgy "$port" mixed:app "${build_args[@]}"
     taskset -c 1 timeout 60 wrk -t1 -c"$slow" -d30s "http://127.0.0.1:$port/slow" >/tmp/mixed.wrk &
     local wrk=$!
     sleep 1
@@ -62,10 +53,7 @@ PY
     kill -INT "$wrk" 2>/dev/null || true
     wait "$wrk" 2>/dev/null || true
     echo "$label slow: $(awk '/Requests\/sec/{print $2}' /tmp/mixed.wrk) req/s"
-    kill -INT "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_wizgy
 }
 
 for _ in $(seq "$rounds"); do

@@ -13,7 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 rounds=${1:-5}
 duration=${BENCH_DURATION:-5}
-py="$root/.venv/bin/python"
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 port=${BENCH_PORT:-8121}
 mport=$((port + 1))
 logdir=$(mktemp -d)
@@ -23,21 +24,12 @@ trap 'rm -rf "$logdir" "$out"' EXIT
 run_one() {
     local label=$1
     shift
-    (cd "$here/apps" && exec taskset -c 0 "$py" -m wizgy --bind "127.0.0.1:$port" "$@" hello:app) \
-        >/dev/null 2>&1 &
-    local pid=$!
-    for _ in $(seq 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/" && break
-        sleep 0.1
-    done
+    start_wizgy "$port" hello:app "$@"
     taskset -c 1 timeout 20 wrk -t1 -c64 -d1s "http://127.0.0.1:$port/" >/dev/null
     local rps
     rps=$(taskset -c 1 timeout $((duration + 10)) wrk -t1 -c64 -d"${duration}s" \
         "http://127.0.0.1:$port/" | awk '/Requests\/sec/{print $2}')
-    kill -INT "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_wizgy
     rm -f "$logdir/access.log"
     echo "$label $rps" | tee -a "$out"
 }

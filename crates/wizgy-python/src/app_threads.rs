@@ -322,14 +322,19 @@ impl Queue {
     /// threads to park as they finish, takes the GIL (waiting at most for the calls they are
     /// in, each proven under [`inline::FAST`]), runs this exchange and then the queued ones,
     /// all proven, itself. The pool is then idle, and later requests run inline directly.
-    fn try_inline(&self, exchange: Exchange, route: usize) -> Option<Exchange> {
-        let (Some(inline), Some(routes)) = (&self.1, &self.0.routes) else {
-            return Some(exchange);
-        };
+    fn try_inline(
+        &self,
+        exchange: Exchange,
+        inline: &Inline,
+        routes: &Routes,
+        route: usize,
+    ) -> Option<Exchange> {
         let pool = &self.0;
         let takeover = {
             let mut state = pool.lock();
-            if state.closed || pool.now() < pool.hold_inline_until.load(Ordering::Relaxed) {
+            // Held off (rarely): only then is the clock read, not on every request.
+            let hold = pool.hold_inline_until.load(Ordering::Relaxed);
+            if state.closed || (hold != 0 && pool.now() < hold) {
                 return Some(exchange);
             }
             let parked =
@@ -421,12 +426,7 @@ impl Queue {
         exchange.events.set_unbounded();
         let events = exchange.events.clone();
         let started = Instant::now();
-        let run = std::panic::AssertUnwindSafe(|| {
-            exchange::run(py, &inline.app, &inline.shared, exchange)
-        });
-        if std::panic::catch_unwind(run).is_err() {
-            tracing::error!("internal error while running an exchange (see the panic above)");
-        }
+        run_guarded(py, &inline.app, &inline.shared, exchange);
         let took = started.elapsed();
         let held = events.queued_bytes();
         drop(events);
@@ -447,22 +447,22 @@ impl Dispatch for Queue {
     fn dispatch(&self, exchange: Exchange) -> Result<(), Box<Exchange>> {
         let pool = &self.0;
         // Inline dispatch learns from, and may run, only exchanges whose body is all read.
-        let route = pool
-            .routes
-            .as_ref()
-            .filter(|_| self.1.is_some() && exchange.body.is_none())
-            .map(|routes| {
+        let mut route = None;
+        let mut proven = false;
+        let mut exchange = exchange;
+        if let (Some(inline), Some(routes)) = (&self.1, &pool.routes) {
+            if exchange.body.is_none() {
                 let key = Routes::key(&exchange.request.head);
-                (key, routes.ready(key))
-            });
-        let proven = matches!(route, Some((_, true)));
-        let exchange = match route {
-            Some((key, true)) => match self.try_inline(exchange, key) {
-                Some(exchange) => exchange,
-                None => return Ok(()),
-            },
-            _ => exchange,
-        };
+                route = Some(key);
+                proven = routes.ready(key);
+                if proven {
+                    match self.try_inline(exchange, inline, routes, key) {
+                        Some(refused) => exchange = refused,
+                        None => return Ok(()),
+                    }
+                }
+            }
+        }
         let (wake, wake_monitor) = {
             let mut state = pool.lock();
             if state.queue.len() >= pool.limit || state.closed {
@@ -472,7 +472,7 @@ impl Dispatch for Queue {
             state.queue.push_back(Queued {
                 work: exchange,
                 at: now,
-                route: route.map(|(key, _)| key),
+                route,
                 proven,
             });
             state.unproven += usize::from(!proven);
@@ -641,6 +641,16 @@ impl InFlight {
     }
 }
 
+/// Runs one exchange. A bug on our side must not take the thread (an app thread, or the I/O
+/// thread inline) with it: the exchange's channels are dropped with it, so its connection
+/// answers 500, and the thread goes on.
+fn run_guarded(py: Python<'_>, app: &Apps, shared: &EnvironShared, work: Exchange) {
+    let run = std::panic::AssertUnwindSafe(|| exchange::run(py, app, shared, work));
+    if std::panic::catch_unwind(run).is_err() {
+        tracing::error!("internal error while running an exchange (see the panic above)");
+    }
+}
+
 /// `threading.get_ident()` of the calling thread (0 if it cannot be had).
 fn python_ident() -> u64 {
     Python::attach(|py| {
@@ -696,12 +706,7 @@ fn serve(
             let route = route
                 .zip(pool.routes.as_ref())
                 .map(|(key, routes)| (routes, key, inline::Judge::start()));
-            // A bug on our side must not take an app thread with it: the exchange's channels
-            // are dropped with it, so its connection answers 500, and the thread goes on.
-            let run = std::panic::AssertUnwindSafe(|| exchange::run(py, app, shared, work));
-            if std::panic::catch_unwind(run).is_err() {
-                tracing::error!("internal error while running an exchange (see the panic above)");
-            }
+            run_guarded(py, app, shared, work);
             if let Some((routes, key, judge)) = route {
                 routes.learned(key, judge.took());
             }
